@@ -1,0 +1,114 @@
+# canary: developer entry points.
+#
+#   make demo     two simulated rollouts (one promoted, one rolled back), timelines printed
+#   make test     ruff, ruff format --check, mypy (strict), schema check, pytest
+#   make bench    every bench/*.py script (figures are printed, never asserted)
+#   make lint     ruff, ruff format --check, mypy; hadolint on the Dockerfile when on PATH
+#   make fmt      ruff check --fix, then ruff format
+#   make schema   regenerate config/schema.json from the pydantic models
+#   make docker   build the image canary:dev (needs a reachable Docker engine)
+#   make clean    remove caches and build artefacts (the virtualenv is left alone)
+#
+# demo, test, bench, lint, fmt and schema create $(VENV) first when it is missing, and
+# reinstall into it when pyproject.toml changes.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+DOCKER   ?= docker
+IMAGE    ?= canary:dev
+HADOLINT ?= hadolint
+
+BIN      := $(VENV)/bin
+PY       := $(BIN)/python
+STAMP    := $(VENV)/.installed
+PACKAGES := canary strategies analysis config
+
+DEMO_SPEC := config/examples/lambda-alias.yaml
+SCENARIOS := config/examples/scenarios
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test bench lint fmt schema docker clean
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+# The virtualenv, as a real file target: created from nothing when missing, reinstalled when
+# pyproject.toml is newer than the stamp. pip is quiet but still prints its errors, and a
+# failed install leaves no stamp behind, so the next make tries again.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing canary[dev] into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# Each scenario is run even when an earlier one went wrong, so both timelines are printed;
+# `canary simulate --expect` exits non-zero when the outcome differs, and so does the demo.
+demo: $(STAMP)
+	@rc=0; \
+	for run in healthy.yaml:succeeded error-spike-at-25.yaml:rolled_back; do \
+	  scenario=$${run%%:*}; expect=$${run#*:}; \
+	  echo "== $(DEMO_SPEC) under $(SCENARIOS)/$$scenario (expect $$expect)"; \
+	  if ! $(BIN)/canary simulate -f $(DEMO_SPEC) --scenario $(SCENARIOS)/$$scenario \
+	      --expect $$expect; then \
+	    echo "demo: FAILED: $$scenario did not end $$expect" >&2; rc=1; \
+	  fi; \
+	  echo; \
+	done; \
+	exit $$rc
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+	$(PY) -m config.schema --check
+	$(BIN)/pytest -q
+
+# Runs every bench/*.py in name order (files starting with _ are helpers, not benchmarks);
+# stops at the first that fails. No scripts yet is not an error.
+bench: $(STAMP)
+	@set -e; n=0; \
+	for script in bench/*.py; do \
+	  [ -f "$$script" ] || continue; \
+	  case "$${script##*/}" in _*) continue ;; esac; \
+	  n=$$((n + 1)); \
+	  echo "== $$script"; \
+	  $(PY) "$$script"; \
+	done; \
+	[ "$$n" -gt 0 ] || echo "bench: no bench/*.py scripts yet; nothing to run"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+	@if command -v $(HADOLINT) >/dev/null 2>&1; then \
+	  echo "$(HADOLINT) Dockerfile"; $(HADOLINT) Dockerfile; \
+	else \
+	  echo "lint: $(HADOLINT) is not on PATH; the Dockerfile was not linted"; \
+	fi
+
+# Fixes first (they can leave code unformatted), then format. Problems ruff cannot fix are
+# printed here and fail `make lint`.
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix --exit-zero .
+	$(BIN)/ruff format .
+
+# Written through a temporary file so a failing generator never truncates the stored schema.
+schema: $(STAMP)
+	$(PY) -m config.schema > config/schema.json.tmp
+	mv config/schema.json.tmp config/schema.json
+
+docker:
+	@command -v $(DOCKER) >/dev/null 2>&1 || { \
+	  echo "make docker: the '$(DOCKER)' client is not installed; the image was not built" >&2; \
+	  exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { \
+	  echo "make docker: no Docker engine is reachable ('$(DOCKER) info' failed: is the daemon" \
+	    "running, and DOCKER_HOST right?); the image was not built" >&2; \
+	  exit 1; }
+	$(DOCKER) build -t $(IMAGE) .
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov \
+	  config/schema.json.tmp
+	find . \( -path ./.git -o -path ./$(VENV) \) -prune -o \
+	  -type d -name __pycache__ -prune -exec rm -rf {} +
