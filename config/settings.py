@@ -1,0 +1,135 @@
+"""Daemon settings: environment variables (``CANARY_*``) over an optional YAML file.
+
+A daemon that starts with a bad setting and fails an hour later, mid-rollout, is worse than
+one that refuses to start: every setting is checked at start and a bad one stops the daemon
+with its name and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from config.errors import Problem, SpecError, render_path
+
+
+class TokenSpec(BaseModel):
+    """An API token, stored only as the SHA-256 of its secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token")
+    role: Literal["read", "deploy", "operate"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CANARY_", extra="forbid", frozen=True)
+
+    listen: str = Field(default="127.0.0.1:8080", description="host:port of the HTTP API")
+    store_url: str = Field(default="sqlite:///./canary.db", description="where rollouts live")
+    tokens: list[TokenSpec] = Field(default_factory=list)
+    allow_anonymous: bool = Field(
+        default=False, description="serve the API without tokens (development only)"
+    )
+    slack_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_channel: str | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    aws_endpoint_url: str | None = Field(
+        default=None, description="send AWS calls here (a local emulator); default: AWS itself"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port; e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "memory://")):
+            raise ValueError(
+                f"{value!r} is not a supported store; use sqlite:///path/to/canary.db "
+                "(or memory:// for throwaway runs)"
+            )
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (passed as init values).
+        return (env_settings, init_settings)
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Settings from the environment over ``config_file``; ``SpecError`` names each bad one."""
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecError([Problem("--config", f"cannot read {path}: {exc.strerror}")]) from None
+        except yaml.YAMLError as exc:
+            raise SpecError([Problem("--config", f"{path} is not valid YAML: {exc}")]) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise SpecError([Problem("--config", f"{path} must hold a mapping of settings")])
+        file_values = loaded
+    try:
+        return Settings(**file_values)
+    except SettingsError as exc:
+        # Raised for a value that is not JSON where JSON is expected (lists, mappings).
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        example = json.dumps([{"name": "ci", "sha256": "<64 hex digits>", "role": "deploy"}])
+        raise SpecError(
+            [Problem(f"CANARY_{field.upper()}", f"is not valid JSON; e.g. {example}")]
+        ) from None
+    except ValidationError as exc:
+        found = []
+        for error in exc.errors(include_url=False):
+            field = render_path(error["loc"])
+            top = str(error["loc"][0]) if error["loc"] else ""
+            name = f"CANARY_{top.upper()}" + (field[len(top) :] if field != top else "")
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "missing":
+                message = "required field is missing"
+            elif error["type"] == "extra_forbidden":
+                message = f"unknown setting {top!r}; see the README's configuration table"
+            found.append(Problem(name, message))
+        raise SpecError(found) from None
