@@ -1,0 +1,103 @@
+"""One evaluation: ask every provider once, judge every gate, never let a failure pass.
+
+Queries of one evaluation are grouped by provider and window so each provider gets one
+round trip (CloudWatch's GetMetricData takes a batch). A provider that times out, raises,
+or is not configured turns its gates into ERROR results that say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from analysis.base import Measurement, MetricProvider, MetricQuery, ProviderError, Window
+from analysis.judges import GateResult, error_result, judge
+from config.spec import Gate
+
+DEFAULT_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    now: datetime
+    weight: float
+    elapsed: float
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
+    """The canary query, and the stable one when the gate can ask for it."""
+    sides: list[tuple[str, str | None]] = [("canary", gate.query)]
+    if gate.stable_query is not None or gate.preset is not None:
+        sides.append(("stable", gate.stable_query))
+    return [
+        MetricQuery(
+            gate=gate.name,
+            side="canary" if side == "canary" else "stable",
+            expression=expression,
+            preset=gate.preset,
+            variables=ctx.variables,
+            weight=ctx.weight,
+            elapsed=ctx.elapsed,
+        )
+        for side, expression in sides
+    ]
+
+
+async def evaluate(
+    gates: Sequence[Gate],
+    providers: Mapping[str, MetricProvider],
+    ctx: EvaluationContext,
+    provider_timeout: float = DEFAULT_TIMEOUT,
+) -> list[GateResult]:
+    """Every gate's result, in the order of ``gates``."""
+    groups: dict[tuple[str, float], list[tuple[int, MetricQuery]]] = defaultdict(list)
+    answers: dict[int, list[Measurement | ProviderError]] = {i: [] for i in range(len(gates))}
+    missing: dict[int, str] = {}
+    for index, gate in enumerate(gates):
+        if gate.provider not in providers:
+            missing[index] = f"has no {gate.provider} provider configured in this daemon"
+            continue
+        for query in queries_for(gate, ctx):
+            groups[(gate.provider, gate.window)].append((index, query))
+
+    async def ask(
+        provider_name: str, window_s: float, batch: list[tuple[int, MetricQuery]]
+    ) -> None:
+        window = Window(ctx.now - timedelta(seconds=window_s), ctx.now)
+        provider = providers[provider_name]
+        try:
+            results: Sequence[Measurement | ProviderError] = await asyncio.wait_for(
+                provider.query([q for _, q in batch], window), provider_timeout
+            )
+            if len(results) != len(batch):
+                raise ProviderError(f"answered {len(results)} of {len(batch)} queries")
+        except TimeoutError:
+            results = [
+                ProviderError(f"{provider_name} did not answer within {provider_timeout:g}s")
+            ] * len(batch)
+        except ProviderError as exc:
+            results = [ProviderError(f"{provider_name}: {exc}")] * len(batch)
+        for (index, _), result in zip(batch, results, strict=True):
+            answers[index].append(result)
+
+    await asyncio.gather(*(ask(name, w, batch) for (name, w), batch in groups.items()))
+
+    out: list[GateResult] = []
+    for index, gate in enumerate(gates):
+        if index in missing:
+            out.append(error_result(gate.name, missing[index]))
+            continue
+        got = answers[index]
+        failed = [a for a in got if isinstance(a, ProviderError)]
+        if failed:
+            out.append(error_result(gate.name, f"could not be measured: {failed[0]}"))
+            continue
+        measurements = [a for a in got if isinstance(a, Measurement)]
+        canary = measurements[0]
+        stable = measurements[1] if len(measurements) > 1 else None
+        out.append(judge(gate, canary, stable))
+    return out

@@ -1,0 +1,56 @@
+"""From a target in a spec to the strategy that drives it: one entry per kind.
+
+Unlike Flagger's fallback to a default provider, an unknown kind is an error, and a kind
+the spec accepts but no strategy implements yet says so plainly at preflight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from config.targets import TARGET_KINDS, Target
+from strategies.base import NotImplementedKind, Strategy
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What every strategy may need from the daemon's settings."""
+
+    aws_endpoint_url: str | None = None
+
+
+Builder = Callable[[Target, str | None, StrategyContext], Strategy]
+StrategyFactory = Callable[[Target, str | None], Strategy]
+
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register(kind: str, builder: Builder) -> None:
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"unknown target kind {kind!r}; known: {', '.join(TARGET_KINDS)}")
+    _BUILDERS[kind] = builder
+
+
+def implemented_kinds() -> list[str]:
+    return [k for k in TARGET_KINDS if k in _BUILDERS]
+
+
+def create_strategy(
+    target: Target, stable: str | None, context: StrategyContext | None = None
+) -> Strategy:
+    """The strategy for ``target``; ``stable`` is the version recorded at the rollout's start."""
+    builder = _BUILDERS.get(target.kind)
+    if builder is None:
+        raise NotImplementedKind(
+            f"target kind {target.kind} is not implemented yet in this canary version "
+            f"(implemented: {', '.join(implemented_kinds()) or 'none'})"
+        )
+    return builder(target, stable, context or StrategyContext())
+
+
+def factory(context: StrategyContext) -> StrategyFactory:
+    def build(target: Target, stable: str | None) -> Strategy:
+        return create_strategy(target, stable, context)
+
+    return build
