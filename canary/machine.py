@@ -1,0 +1,749 @@
+"""The rollout state machine: pure functions, no I/O, no clock of its own.
+
+Two functions carry all the policy. ``decide(rollout, now)`` says what the engine should do
+next (start, shift, check, promote, roll back, or wait until a time). ``apply(rollout,
+input, now)`` folds in what happened (the result of that action, or a person's command)
+and returns the new record with the events that explain it. The engine only performs I/O;
+every decision, and the values it rests on, is made and worded here, so it can be tested
+phase by phase without a backend.
+
+Rules worth knowing (also in docs/architecture.md):
+
+* Bake time counts only while the daemon watches: a pause, or a daemon that is down,
+  stops the clock; resume (or restart) continues with the time that was left.
+* Gates run every ``analysis.interval`` during a bake, with a final evaluation at its end.
+  A step advances only on a final evaluation in which no gate failed or errored.
+* Failed evaluations are counted over the whole rollout; inconclusive ones per step;
+  provider errors in a row. Each is held against its own limit. Errors beyond
+  ``consecutive_error_limit`` roll back: an outage can never lead to a promotion.
+* A split this daemon did not write is drift: the rollout pauses, it never fights a human.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from analysis.base import Verdict
+from analysis.judges import GateResult
+from canary.model import Counters, NewEvent, Phase, Rollout, TargetState
+from config.durations import format_duration
+from strategies.base import TrafficSplit
+
+RETRY_BASE = 5.0
+RETRY_CAP = 300.0
+
+# ---------------------------------------------------------------- inputs
+
+
+CommandName = Literal["promote", "pause", "resume", "abort"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: CommandName
+    actor: str
+    full: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """Preflight passed and each target's stable version was read (or ``error``)."""
+
+    stables: tuple[str | None, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """Read-backs after shifting to ``weight``, one per target reached, in order."""
+
+    weight: float
+    splits: tuple[TrafficSplit, ...] = ()
+    error: str | None = None  # the target after the last split refused
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One look during a bake: every target's split (None: unreadable) and gate results."""
+
+    splits: tuple[TrafficSplit | None, ...]
+    results: tuple[GateResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    splits: tuple[TrafficSplit, ...] = ()
+    error: str | None = None
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    restored: tuple[int, ...] = ()  # target indexes read back at 0%
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """The engine started over this record: what each target serves now."""
+
+    splits: tuple[TrafficSplit | None, ...]
+
+
+Input = Command | Started | ShiftResult | CheckResult | PromoteResult | RollbackResult | Restarted
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Shift:
+    weight: float
+
+
+@dataclass(frozen=True)
+class Check:
+    pass
+
+
+@dataclass(frozen=True)
+class Promote:
+    pass
+
+
+@dataclass(frozen=True)
+class Rollback:
+    targets: tuple[int, ...]  # in the order to roll back: reverse of the spec
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: datetime | None  # None: until a command arrives
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+Action = Start | Shift | Check | Promote | Rollback | Wait | Done
+
+
+class CommandRejected(Exception):
+    """A command that makes no sense in the rollout's phase; the message says why."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    rollout: Rollout
+    events: list[NewEvent]
+    changed: bool = True
+
+
+# ---------------------------------------------------------------- decide
+
+
+def decide(r: Rollout, now: datetime) -> Action:
+    """What the engine should do next for ``r`` at ``now``."""
+    match r.phase:
+        case Phase.PENDING:
+            return Start()
+        case Phase.SHIFTING:
+            return Shift(r.current_step.weight)
+        case Phase.BAKING:
+            if r.next_check_at is None or now >= r.next_check_at:
+                return Check()
+            return Wait(r.next_check_at)
+        case Phase.AWAITING_APPROVAL | Phase.PAUSED:
+            return Wait(None)
+        case Phase.PROMOTING:
+            if r.retry_at is not None and now < r.retry_at:
+                return Wait(r.retry_at)
+            return Promote()
+        case Phase.ROLLING_BACK | Phase.ROLLBACK_FAILED:
+            if r.retry_at is not None and now < r.retry_at:
+                return Wait(r.retry_at)
+            pending = [i for i, t in enumerate(r.targets) if not t.restored]
+            return Rollback(tuple(reversed(pending)))
+    return Done()
+
+
+def intent(r: Rollout, action: Action) -> NewEvent | None:
+    """The write-ahead record of an action, stored before the backend is touched."""
+    names = ", ".join(t.key for t in r.targets)
+    match action:
+        case Shift(weight=w):
+            return _ev(
+                "traffic.shifting",
+                f"shifting to {w:g}% (from {r.weight:g}%) on {names}",
+                weight=w,
+                previous=r.weight,
+            )
+        case Promote():
+            return _ev("promotion.calling", f"making the canary the stable version on {names}")
+        case Rollback(targets=order):
+            keys = ", ".join(r.targets[i].key for i in order)
+            return _ev(
+                "rollback.calling",
+                f"restoring the stable version on {keys}"
+                + (f" (attempt {r.attempts + 1})" if r.attempts else ""),
+                attempt=r.attempts + 1,
+            )
+    return None
+
+
+# ---------------------------------------------------------------- apply
+
+
+def apply(r: Rollout, event: Input, now: datetime) -> Transition:
+    """Fold ``event`` into ``r``. Raises ``CommandRejected`` for a command out of place."""
+    match event:
+        case Command():
+            return _command(r, event, now)
+        case Started():
+            return _started(r, event, now)
+        case ShiftResult():
+            return _shifted(r, event, now)
+        case CheckResult():
+            return _checked(r, event, now)
+        case PromoteResult():
+            return _promoted(r, event, now)
+        case RollbackResult():
+            return _rolled_back(r, event, now)
+        case Restarted():
+            return _restarted(r, event, now)
+    raise TypeError(f"unknown input {event!r}")
+
+
+def _ev(
+    kind: str,
+    message: str,
+    actor: str | None = None,
+    at_step: tuple[int, float] | None = None,
+    **data: Any,
+) -> NewEvent:
+    step, weight = at_step if at_step is not None else (None, None)
+    return NewEvent(kind=kind, message=message, actor=actor, data=data, step=step, weight=weight)
+
+
+def _with_weights(r: Rollout, splits: Sequence[TrafficSplit | None]) -> Rollout:
+    targets = list(r.targets)
+    for i, split in enumerate(splits):
+        if split is not None and split.canary_weight is not None and i < len(targets):
+            targets[i] = targets[i].model_copy(update={"weight": split.canary_weight})
+    return r.model_copy(update={"targets": tuple(targets)})
+
+
+def _drift(
+    r: Rollout, splits: Sequence[TrafficSplit | None], allowed: Sequence[Sequence[float]]
+) -> NewEvent | None:
+    """The first target whose split is none of the weights this daemon could have written."""
+    for i, split in enumerate(splits):
+        if split is None:
+            continue
+        if not any(split.matches(w) for w in allowed[i]):
+            key = r.targets[i].key
+            expected = " or ".join(f"{w:g}%" for w in dict.fromkeys(allowed[i]))
+            return _ev(
+                "traffic.drift",
+                f"{key} serves {split.describe()}, not the {expected} this daemon set; "
+                "someone else changed it. Paused: fix the target, then resume (canary "
+                "re-applies its weight) or abort (canary restores stable)",
+                target=key,
+                expected=list(allowed[i]),
+                observed=split.canary_weight,
+                detail=split.detail,
+            )
+    return None
+
+
+def _pause(r: Rollout, now: datetime, reason: str, events: list[NewEvent]) -> Rollout:
+    elapsed = r.bake_elapsed
+    if r.watching_since is not None:
+        elapsed += (now - r.watching_since).total_seconds()
+    events.append(_ev("rollout.paused", f"paused: {reason}", reason=reason))
+    return r.model_copy(
+        update={
+            "phase": Phase.PAUSED,
+            "paused_reason": reason,
+            "bake_elapsed": elapsed,
+            "watching_since": None,
+            "next_check_at": None,
+        }
+    )
+
+
+def _rollback(r: Rollout, reason: str, events: list[NewEvent], **data: Any) -> Rollout:
+    events.append(_ev("rollback.started", f"rolling back: {reason}", reason=reason, **data))
+    return r.model_copy(
+        update={
+            "phase": Phase.ROLLING_BACK,
+            "reason": reason,
+            "paused_reason": None,
+            "watching_since": None,
+            "next_check_at": None,
+            "retry_at": None,
+            "attempts": 0,
+            "targets": tuple(t.model_copy(update={"restored": False}) for t in r.targets),
+        }
+    )
+
+
+def _advance(r: Rollout, now: datetime, events: list[NewEvent], why: str) -> Rollout:
+    """Leave the current step for the next one, or for promotion after the last."""
+    base = {
+        "paused_reason": None,
+        "bake_elapsed": 0.0,
+        "watching_since": None,
+        "next_check_at": None,
+        "counters": r.counters.model_copy(update={"inconclusive": 0, "consecutive_errors": 0}),
+    }
+    if r.last_step:
+        events.append(_ev("promotion.started", f"{why}; promoting the canary"))
+        return r.model_copy(update={**base, "phase": Phase.PROMOTING, "retry_at": None})
+    nxt = r.spec.steps[r.step + 1]
+    events.append(
+        _ev(
+            "step.started",
+            f"{why}; step {r.step + 2}/{len(r.spec.steps)}: shifting to {nxt.weight:g}%",
+            step=r.step + 2,
+            weight=nxt.weight,
+        )
+    )
+    return r.model_copy(update={**base, "phase": Phase.SHIFTING, "step": r.step + 1})
+
+
+def _complete_step(r: Rollout, now: datetime, events: list[NewEvent], why: str) -> Rollout:
+    if r.current_step.approval:
+        events.append(
+            _ev(
+                "step.awaiting_approval",
+                f"{why}; step {r.step + 1} needs approval: promote to continue, abort to roll back",
+            )
+        )
+        return r.model_copy(
+            update={"phase": Phase.AWAITING_APPROVAL, "watching_since": None, "next_check_at": None}
+        )
+    return _advance(r, now, events, why)
+
+
+def _next_check(r: Rollout, now: datetime) -> datetime:
+    remaining = r.bake_remaining(now)
+    interval = r.spec.analysis.interval
+    delay = min(interval, remaining) if remaining > 0 else interval
+    return now + timedelta(seconds=delay)
+
+
+def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent]) -> Rollout:
+    step = r.current_step
+    r = r.model_copy(update={"phase": Phase.BAKING, "watching_since": now})
+    if step.bake == 0:
+        return _complete_step(r, now, events, f"{step.weight:g}% reached")
+    remaining = r.bake_remaining(now)
+    if remaining <= 0:
+        return r.model_copy(update={"next_check_at": now})
+    text = f"baking {format_duration(remaining)} at {step.weight:g}%"
+    if r.bake_elapsed:
+        text += f" ({format_duration(r.bake_elapsed)} of {format_duration(step.bake)} done)"
+    events.append(_ev("bake.started", text, remaining=remaining, bake=step.bake))
+    first = min(remaining, r.spec.analysis.interval)
+    return r.model_copy(update={"next_check_at": now + timedelta(seconds=first)})
+
+
+def _started(r: Rollout, e: Started, now: datetime) -> Transition:
+    if r.phase != Phase.PENDING:
+        return Transition(r, [], changed=False)
+    if e.error is not None:
+        reason = f"preflight failed, nothing was changed: {e.error}"
+        return Transition(
+            r.model_copy(update={"phase": Phase.FAILED, "reason": reason}),
+            [_ev("rollout.failed", reason, error=e.error)],
+        )
+    targets = tuple(
+        t.model_copy(update={"stable": s}) for t, s in zip(r.targets, e.stables, strict=True)
+    )
+    step = r.spec.steps[0]
+    stables = ", ".join(f"{t.key} stable {t.stable}" for t in targets)
+    events = [
+        _ev(
+            "rollout.started",
+            f"started: {stables}",
+            stables=[t.stable for t in targets],
+        ),
+        _ev(
+            "step.started",
+            f"step 1/{len(r.spec.steps)}: shifting to {step.weight:g}%",
+            step=1,
+            weight=step.weight,
+        ),
+    ]
+    return Transition(
+        r.model_copy(update={"phase": Phase.SHIFTING, "targets": targets, "step": 0}), events
+    )
+
+
+def _shifted(r: Rollout, e: ShiftResult, now: datetime) -> Transition:
+    events: list[NewEvent] = []
+    before = r
+    r = _with_weights(r, e.splits)
+    allowed = [(e.weight,)] * len(e.splits)
+    drift = _drift(before, e.splits, allowed)
+    if r.phase != Phase.SHIFTING or e.weight != r.current_step.weight:
+        # A command moved the rollout on while this shift was in flight: keep the read-back.
+        return Transition(r, events)
+    if drift is not None:
+        events.append(drift)
+        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+    if e.error is not None:
+        reason = f"shift to {e.weight:g}% failed: {e.error}"
+        return Transition(_rollback(r, reason, events, error=e.error), events)
+    events.append(
+        _ev(
+            "traffic.shifted",
+            f"traffic at {e.weight:g}% on {len(e.splits)} target(s), read back: "
+            + "; ".join(s.describe() for s in e.splits),
+            weight=e.weight,
+            observed=[s.canary_weight for s in e.splits],
+        )
+    )
+    r = r.model_copy(update={"weight": e.weight})
+    return Transition(_begin_bake(r, now, events), events)
+
+
+def _summary(results: Sequence[GateResult]) -> str:
+    return " · ".join(res.explanation for res in results) or "no gates"
+
+
+def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
+    if r.phase != Phase.BAKING:
+        return Transition(r, [], changed=False)
+    events: list[NewEvent] = []
+    watched = r.bake_elapsed
+    if r.watching_since is not None:
+        watched += (now - r.watching_since).total_seconds()
+    drift = _drift(r, e.splits, [(r.weight,)] * len(e.splits))
+    r = _with_weights(r, e.splits).model_copy(
+        update={"bake_elapsed": watched, "watching_since": now}
+    )
+    if drift is not None:
+        events.append(drift)
+        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+
+    a = r.spec.analysis
+    verdicts = {res.verdict for res in e.results}
+    failed = Verdict.FAIL in verdicts
+    errored = Verdict.ERROR in verdicts
+    inconclusive = Verdict.INCONCLUSIVE in verdicts
+    c = Counters(
+        failures=r.counters.failures + failed,
+        inconclusive=r.counters.inconclusive + inconclusive,
+        consecutive_errors=r.counters.consecutive_errors + 1 if errored else 0,
+    )
+    r = r.model_copy(update={"counters": c})
+    remaining = r.bake_remaining(now)
+    if e.results:
+        events.append(
+            _ev(
+                "analysis.evaluated",
+                f"gates at {r.weight:g}%: {_summary(e.results)}",
+                at_step=(r.step + 1, r.weight),
+                results=[res.to_data() for res in e.results],
+                counters=c.model_dump(),
+                limits={
+                    "failure_limit": a.failure_limit,
+                    "inconclusive_limit": a.inconclusive_limit,
+                    "consecutive_error_limit": a.consecutive_error_limit,
+                },
+                bake_remaining=remaining,
+            )
+        )
+
+    def worst(v: Verdict) -> str:
+        return _summary([res for res in e.results if res.verdict == v])
+
+    if failed and c.failures > a.failure_limit:
+        reason = (
+            f"{c.failures} failed evaluation(s), more than failure_limit {a.failure_limit}: "
+            f"{worst(Verdict.FAIL)}"
+        )
+        return Transition(_rollback(r, reason, events, verdict="FAIL"), events)
+    if errored and c.consecutive_errors > a.consecutive_error_limit:
+        reason = (
+            f"{c.consecutive_errors} evaluations in a row could not be measured, more than "
+            f"consecutive_error_limit {a.consecutive_error_limit}: {worst(Verdict.ERROR)}"
+        )
+        return Transition(_rollback(r, reason, events, verdict="ERROR"), events)
+    inconclusive_over = inconclusive and c.inconclusive > a.inconclusive_limit
+    if inconclusive_over and a.on_inconclusive != "continue":
+        reason = (
+            f"{c.inconclusive} inconclusive evaluation(s) at this step, more than "
+            f"inconclusive_limit {a.inconclusive_limit}: {worst(Verdict.INCONCLUSIVE)}"
+        )
+        if a.on_inconclusive == "rollback":
+            return Transition(_rollback(r, reason, events, verdict="INCONCLUSIVE"), events)
+        reason += "; resume to keep judging, promote to move on, abort to roll back"
+        return Transition(_pause(r, now, reason, events), events)
+
+    passing = not failed and not errored and (not inconclusive or inconclusive_over)
+    if passing and remaining <= 0:
+        why = f"bake of {format_duration(r.current_step.bake)} at {r.weight:g}% passed"
+        if inconclusive_over:
+            why += " (inconclusive accepted: on_inconclusive is continue)"
+        return Transition(_complete_step(r, now, events, why), events)
+    return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+
+
+def _retry_delay(attempts: int) -> float:
+    return float(min(RETRY_CAP, RETRY_BASE * 2 ** max(0, attempts - 1)))
+
+
+def _promoted(r: Rollout, e: PromoteResult, now: datetime) -> Transition:
+    r = _with_weights(r, e.splits)
+    if r.phase != Phase.PROMOTING:
+        return Transition(r, [])
+    events: list[NewEvent] = []
+    drift = _drift(r, e.splits, [(100.0,)] * len(e.splits))
+    if drift is not None:
+        events.append(drift)
+        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+    if e.error is not None:
+        if e.permanent:
+            reason = f"promotion failed and cannot be retried: {e.error}"
+            return Transition(_rollback(r, reason, events, error=e.error), events)
+        attempts = r.attempts + 1
+        delay = _retry_delay(attempts)
+        events.append(
+            _ev(
+                "promotion.failed",
+                f"promotion failed (attempt {attempts}), retrying in {format_duration(delay)}: "
+                f"{e.error}",
+                error=e.error,
+                attempt=attempts,
+            )
+        )
+        return Transition(
+            r.model_copy(update={"attempts": attempts, "retry_at": now + timedelta(seconds=delay)}),
+            events,
+        )
+    events.append(
+        _ev("rollout.succeeded", "promoted: the canary is now the stable version on every target")
+    )
+    return Transition(
+        r.model_copy(
+            update={
+                "phase": Phase.SUCCEEDED,
+                "weight": 100.0,
+                "reason": "promoted",
+                "retry_at": None,
+                "attempts": 0,
+            }
+        ),
+        events,
+    )
+
+
+def _rolled_back(r: Rollout, e: RollbackResult, now: datetime) -> Transition:
+    if r.phase not in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
+        return Transition(r, [], changed=False)
+    targets = tuple(
+        t.model_copy(update={"restored": True, "weight": 0.0}) if i in e.restored else t
+        for i, t in enumerate(r.targets)
+    )
+    r = r.model_copy(update={"targets": targets})
+    events: list[NewEvent] = []
+    if all(t.restored for t in targets):
+        events.append(
+            _ev(
+                "rollout.rolled_back",
+                f"rolled back: every target serves its stable version ({r.reason})",
+                reason=r.reason,
+            )
+        )
+        return Transition(
+            r.model_copy(
+                update={"phase": Phase.ROLLED_BACK, "weight": 0.0, "retry_at": None, "attempts": 0}
+            ),
+            events,
+        )
+    attempts = r.attempts + 1
+    delay = _retry_delay(attempts)
+    failed = {r.targets[i].key: msg for i, msg in e.errors.items()}
+    events.append(
+        _ev(
+            "rollback.failed",
+            f"ROLLBACK FAILED (attempt {attempts}), traffic is not fully restored; retrying in "
+            f"{format_duration(delay)}: " + "; ".join(f"{k}: {m}" for k, m in failed.items()),
+            errors=failed,
+            attempt=attempts,
+        )
+    )
+    return Transition(
+        r.model_copy(
+            update={
+                "phase": Phase.ROLLBACK_FAILED,
+                "attempts": attempts,
+                "retry_at": now + timedelta(seconds=delay),
+            }
+        ),
+        events,
+    )
+
+
+def _restarted(r: Rollout, e: Restarted, now: datetime) -> Transition:
+    events: list[NewEvent] = []
+    if r.phase in (Phase.SHIFTING, Phase.BAKING, Phase.AWAITING_APPROVAL):
+        allowed: list[tuple[float, ...]]
+        if r.phase == Phase.SHIFTING:
+            allowed = [(t.weight, r.current_step.weight) for t in r.targets]
+        else:
+            allowed = [(t.weight,) for t in r.targets]
+        drift = _drift(r, e.splits, allowed)
+        if drift is not None:
+            events.append(drift)
+            if r.phase == Phase.BAKING:
+                r = r.model_copy(update={"watching_since": None})
+            reason = "drift found at restart: " + drift.message.split(";")[0]
+            return Transition(_pause(r, now, reason, events), events)
+    if r.phase == Phase.BAKING:
+        # Bake time since the last checkpoint was not watched, so it is not counted.
+        r = r.model_copy(update={"watching_since": now})
+        left = r.bake_remaining(now)
+        events.append(
+            _ev(
+                "daemon.resumed",
+                f"daemon restarted mid-bake: resuming with {format_duration(left)} of bake left "
+                "(time while the daemon was down is not counted)",
+                bake_remaining=left,
+            )
+        )
+        return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+    events.append(_ev("daemon.resumed", f"daemon restarted: resuming in phase {r.phase.value}"))
+    return Transition(r, events)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _reject(r: Rollout, command: str, why: str) -> CommandRejected:
+    return CommandRejected(f"cannot {command} rollout {r.id} ({r.phase.value}): {why}")
+
+
+def _command(r: Rollout, c: Command, now: datetime) -> Transition:
+    if r.phase.terminal:
+        raise _reject(r, c.name, "it has already ended; start a new rollout")
+    match c.name:
+        case "promote":
+            return _cmd_promote(r, c, now)
+        case "pause":
+            return _cmd_pause(r, c, now)
+        case "resume":
+            return _cmd_resume(r, c, now)
+        case "abort":
+            return _cmd_abort(r, c, now)
+    raise _reject(r, c.name, "unknown command")
+
+
+def _noop(r: Rollout) -> Transition:
+    return Transition(r, [], changed=False)
+
+
+def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
+    if r.phase == Phase.PROMOTING:
+        return _noop(r)
+    if r.phase in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
+        raise _reject(r, "promote", "a rollback cannot be promoted; start a new rollout")
+    if r.phase == Phase.PENDING:
+        raise _reject(r, "promote", "it has not started yet; try again in a moment")
+    events = [
+        _ev(
+            "command.promote",
+            f"promote{' --full' if c.full else ''} by {c.actor}",
+            actor=c.actor,
+            full=c.full,
+            reason=c.reason,
+        )
+    ]
+    why = f"promoted by {c.actor}"
+    if r.phase == Phase.BAKING:
+        why += f", skipping {format_duration(r.bake_remaining(now))} of bake"
+    if c.full:
+        skipped = len(r.spec.steps) - r.step - 1
+        events.append(
+            _ev(
+                "promotion.started",
+                f"promoted by {c.actor} with --full, skipping {skipped} remaining step(s) "
+                "and their gates",
+                actor=c.actor,
+            )
+        )
+        return Transition(
+            r.model_copy(
+                update={
+                    "phase": Phase.PROMOTING,
+                    "paused_reason": None,
+                    "next_check_at": None,
+                    "retry_at": None,
+                }
+            ),
+            events,
+        )
+    return Transition(_advance(r, now, events, why), events)
+
+
+def _cmd_pause(r: Rollout, c: Command, now: datetime) -> Transition:
+    if r.phase == Phase.PAUSED:
+        return _noop(r)
+    if r.phase == Phase.PROMOTING:
+        raise _reject(r, "pause", "a promotion is in flight; abort to roll back instead")
+    if r.phase in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
+        raise _reject(r, "pause", "a rollback is never paused")
+    events = [_ev("command.pause", f"pause by {c.actor}", actor=c.actor, reason=c.reason)]
+    why = f"by {c.actor}" + (f": {c.reason}" if c.reason else "")
+    return Transition(_pause(r, now, why, events), events)
+
+
+def _cmd_resume(r: Rollout, c: Command, now: datetime) -> Transition:
+    if r.phase != Phase.PAUSED:
+        raise _reject(r, "resume", "it is not paused")
+    events = [_ev("command.resume", f"resume by {c.actor}", actor=c.actor)]
+    counters = r.counters.model_copy(update={"inconclusive": 0, "consecutive_errors": 0})
+    phase = Phase.SHIFTING if r.started else Phase.PENDING
+    left = r.current_step.bake - r.bake_elapsed
+    events.append(
+        _ev(
+            "rollout.resumed",
+            f"resumed by {c.actor}: re-applying {r.current_step.weight:g}%, "
+            f"{format_duration(max(0.0, left))} of bake left",
+            actor=c.actor,
+        )
+    )
+    return Transition(
+        r.model_copy(update={"phase": phase, "paused_reason": None, "counters": counters}),
+        events,
+    )
+
+
+def _cmd_abort(r: Rollout, c: Command, now: datetime) -> Transition:
+    if r.phase in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
+        return _noop(r)
+    why = f"aborted by {c.actor}" + (f": {c.reason}" if c.reason else "")
+    events = [_ev("command.abort", why, actor=c.actor, reason=c.reason)]
+    if r.phase == Phase.PENDING:
+        reason = f"{why} before any traffic moved"
+        events.append(_ev("rollout.rolled_back", reason, reason=reason))
+        return Transition(
+            r.model_copy(update={"phase": Phase.ROLLED_BACK, "reason": reason}), events
+        )
+    return Transition(_rollback(r, why, events), events)
+
+
+def new_targets(keys_kinds: Sequence[tuple[str, str]]) -> tuple[TargetState, ...]:
+    return tuple(TargetState(key=k, kind=kind) for k, kind in keys_kinds)
