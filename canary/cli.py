@@ -1,0 +1,175 @@
+"""The ``canary`` command.
+
+Exit codes are part of the interface, since CI pipelines branch on them: 0 success, 1 the
+rollout (or simulation, or preflight) did not come out as asked, 2 bad usage or an invalid
+spec, 4 the daemon or a backend could not be reached. Users never see a traceback: an
+unexpected error prints one line and how to get the details (CANARY_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from canary import __version__
+from config.errors import SpecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_OUTCOME = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 4
+
+
+def _friendly(func: F) -> F:
+    """Turn spec errors into their problem list and anything unexpected into one line."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SpecError as exc:
+            click.echo("error: invalid input", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("CANARY_DEBUG"):
+                raise
+            click.echo(
+                f"error: {type(exc).__name__}: {exc} (set CANARY_DEBUG=1 for details)", err=True
+            )
+            sys.exit(EXIT_OUTCOME)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="canary")
+def cli() -> None:
+    """Progressive delivery: move a release to 100% of traffic in steps, judged on metrics."""
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML settings")
+@_friendly
+def serve(config_file: str | None) -> None:
+    """Run the daemon: the engine, the store and the HTTP API."""
+    from canary.daemon import run_daemon
+    from config.settings import load_settings
+
+    settings = load_settings(config_file)
+    sys.exit(asyncio.run(run_daemon(settings)))
+
+
+@cli.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False))
+@click.option("--preflight", is_flag=True, help="also check every target can be driven")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@_friendly
+def validate(path: str, preflight: bool, output: str) -> None:
+    """Check a rollout spec; with --preflight, check its targets too (read-only)."""
+    from config.spec import load_file
+
+    document = load_file(path)
+    problems: list[str] = []
+    if preflight:
+        problems = asyncio.run(_preflight(document))
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {"valid": not problems, "name": document.metadata.name, "problems": problems}
+            )
+        )
+    else:
+        for problem in problems:
+            click.echo(f"preflight: {problem}", err=True)
+        if not problems:
+            targets = ", ".join(t.key() for t in document.spec.targets)
+            click.echo(f"ok: {document.metadata.name}: {targets}; plan {document.describe_plan()}")
+    if problems:
+        sys.exit(EXIT_OUTCOME)
+
+
+async def _preflight(document: Any) -> list[str]:
+    from config.settings import load_settings
+    from strategies.base import StrategyError
+    from strategies.registry import StrategyContext, create_strategy
+
+    settings = load_settings()
+    context = StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)
+    problems = []
+    for index, target in enumerate(document.spec.targets):
+        try:
+            strategy = create_strategy(target, None, context)
+            await strategy.validate()
+        except StrategyError as exc:
+            problems.append(f"spec.targets[{index}] ({target.key()}): {exc}")
+    return problems
+
+
+@cli.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False))
+@click.option("--scenario", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--expect",
+    type=click.Choice(["succeeded", "rolled_back", "paused", "awaiting_approval", "failed"]),
+    help="exit 1 unless the rollout ends in this phase",
+)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
+@_friendly
+def simulate(path: str, scenario: str, expect: str | None, output: str, verbose: bool) -> None:
+    """Dry-run a spec against scripted metrics on a virtual clock, and print the timeline."""
+    from canary import logs
+    from canary.simulate import simulate as run
+    from canary.timeline import outcome, render
+    from config.scenario import load_scenario
+    from config.spec import load_file
+
+    logs.configure(level="warning", fmt="console")
+    document = load_file(path)
+    script = load_scenario(scenario)
+    result = asyncio.run(run(document, script))
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "rollout": result.rollout.summary(),
+                    "events": [e.model_dump(mode="json") for e in result.events],
+                    "virtual_seconds": result.virtual_seconds,
+                    "wall_seconds": result.wall_seconds,
+                    "notes": result.notes,
+                },
+                indent=2,
+            )
+        )
+    else:
+        title = f"simulation of {document.metadata.name}"
+        if script.description:
+            title += f" — {script.description}"
+        click.echo(title)
+        click.echo("\n".join(render(result.rollout, result.events, verbose=verbose)))
+        for note in result.notes:
+            click.echo(f"note: {note}")
+        click.echo(outcome(result.rollout))
+        click.echo(
+            f"simulated {result.virtual_seconds / 60:.1f} min in {result.wall_seconds:.2f} s"
+        )
+    if expect is not None and result.rollout.phase.value != expect:
+        click.echo(f"expected {expect}, got {result.rollout.phase.value}", err=True)
+        sys.exit(EXIT_OUTCOME)
+
+
+def main() -> None:
+    cli(prog_name="canary")

@@ -1,0 +1,108 @@
+"""``canary serve``: the engine, the store and the HTTP API in one process.
+
+Stopping is as important as starting. SIGTERM (what Kubernetes and systemd send) lets every
+in-flight backend call finish and be recorded, then exits; every rollout is resumable by the
+next daemon over the same store. One daemon per SQLite file, enforced by a lock file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+from pathlib import Path
+from typing import IO
+
+import structlog
+from aiohttp import web
+
+from analysis.base import MetricProvider
+from canary import __version__, logs
+from canary.api.app import build_app
+from canary.clock import RealClock
+from canary.engine import Engine
+from canary.store import open_store
+from config.settings import Settings
+from strategies.registry import StrategyContext, factory
+
+log = structlog.get_logger("canary.daemon")
+
+EXIT_CONFIG = 2
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def lock_store(store_url: str) -> IO[str] | None:
+    """Hold ``<db>.lock`` for the life of the process; None for stores without a file."""
+    if not store_url.startswith("sqlite:///"):
+        return None
+    path = Path(store_url.removeprefix("sqlite:///") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DaemonError(
+            f"another canary daemon (pid {holder}) is using {store_url}; stop it, or give this "
+            "one its own CANARY_STORE_URL"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def build_providers(settings: Settings) -> dict[str, MetricProvider]:
+    """The metric providers this daemon can ask; gates naming others are ERROR."""
+    return {}
+
+
+async def run_daemon(settings: Settings) -> int:
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        lock = lock_store(settings.store_url)
+    except DaemonError as exc:
+        log.error("daemon.refused", error=str(exc))
+        return EXIT_CONFIG
+    store = open_store(settings.store_url)
+    await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
+    engine = Engine(
+        store,
+        RealClock(),
+        factory(StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)),
+        build_providers(settings),
+    )
+    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        log.error(
+            "daemon.refused",
+            error=f"cannot listen on {settings.listen}: {exc.strerror}; set CANARY_LISTEN",
+        )
+        await runner.cleanup()
+        await store.close()
+        return EXIT_CONFIG
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    log.info("daemon.ready", listen=settings.listen, store=settings.store_url, version=__version__)
+    await stop.wait()
+    log.info("daemon.stopping")
+    await engine.stop()
+    await runner.cleanup()
+    await store.close()
+    if lock is not None:
+        lock.close()
+    log.info("daemon.stopped")
+    return 0

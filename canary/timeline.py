@@ -1,0 +1,89 @@
+"""The decision timeline, as people read it: when, at which step and weight, what and why.
+
+Used by ``canary simulate`` and by the CLI when it follows a rollout. Each gate is shown with
+its value and verdict; anything that is not a PASS is shown with its full explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from analysis.judges import fmt
+from canary.model import Event, Rollout
+
+QUIET = frozenset({"traffic.shifting", "promotion.calling"})
+
+
+def offset(at: datetime, start: datetime) -> str:
+    seconds = max(0, int((at - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"+{hours}:{minutes:02d}:{secs:02d}" if hours else f"+{minutes:02d}:{secs:02d}"
+
+
+def describe(event: Event) -> str:
+    """One line for ``event``; gate evaluations list every gate compactly."""
+    if event.kind == "analysis.evaluated":
+        parts = []
+        for result in event.data.get("results", []):
+            verdict = result["verdict"]
+            if verdict == "PASS":
+                parts.append(f"{result['gate']} {fmt(result['value'])} PASS")
+            else:
+                parts.append(result["explanation"])
+        counters = event.data.get("counters", {})
+        limits = event.data.get("limits", {})
+        tally = ""
+        if counters.get("failures"):
+            tally = (
+                f"  [failed evaluations: {counters['failures']}, "
+                f"limit {limits.get('failure_limit')}]"
+            )
+        return "gates: " + " · ".join(parts) + tally
+    return event.message
+
+
+def render(
+    rollout: Rollout, events: Sequence[Event], *, verbose: bool = False, width: int = 0
+) -> list[str]:
+    """Timeline lines for ``events``; ``verbose`` also shows write-ahead intents."""
+    if not events:
+        return []
+    start = events[0].at
+    steps = len(rollout.spec.steps)
+    lines = [f"{'time':>8}  {'step':>5}  {'weight':>6}  decision"]
+    shown = [e for e in events if verbose or e.kind not in QUIET]
+    index = 0
+    while index < len(shown):
+        event = shown[index]
+        text = describe(event)
+        # A run of identical passing evaluations is one line: the decisions stay visible.
+        run = index + 1
+        if event.kind == "analysis.evaluated" and _all_pass(event):
+            while (
+                run < len(shown)
+                and shown[run].kind == event.kind
+                and shown[run].step == event.step
+                and describe(shown[run]) == text
+            ):
+                run += 1
+        if run - index > 1:
+            text += f"  (×{run - index} until {offset(shown[run - 1].at, start)})"
+        if width and len(text) > width:
+            text = text[: width - 1] + "…"
+        lines.append(
+            f"{offset(event.at, start):>8}  {event.step:>2}/{steps:<2}  {event.weight:>5g}%  {text}"
+        )
+        index = run
+    return lines
+
+
+def _all_pass(event: Event) -> bool:
+    return all(r["verdict"] == "PASS" for r in event.data.get("results", []))
+
+
+def outcome(rollout: Rollout) -> str:
+    reason = rollout.reason or rollout.paused_reason or ""
+    text = f"final phase: {rollout.phase.value}"
+    return f"{text} ({reason})" if reason and reason != "promoted" else text
