@@ -1,0 +1,26 @@
+"""Test-wide rules: a test that leaves an asyncio task running fails.
+
+A rollout task left pending after a test is the test-suite version of a daemon that
+cannot stop cleanly (kopf's rule): it is reported, never ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+async def no_task_left_pending() -> AsyncIterator[None]:
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    left = [
+        t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()
+    ]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    assert not left, f"tasks left pending: {[t.get_name() for t in left]}"
