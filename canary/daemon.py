@@ -79,7 +79,7 @@ async def run_daemon(settings: Settings) -> int:
         factory(StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)),
         build_providers(settings),
     )
-    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(engine, settings), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -6,6 +6,7 @@ the spec accepts but no strategy implements yet says so plainly at preflight.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ class StrategyContext:
 Builder = Callable[[Target, str | None, StrategyContext], Strategy]
 StrategyFactory = Callable[[Target, str | None], Strategy]
 
+# kind -> "module:function" of its builder, imported on first use so that a daemon (or a
+# simulation) never pays for an SDK it does not drive.
+BUILTIN: dict[str, str] = {}
+
 _BUILDERS: dict[str, Builder] = {}
 
 
@@ -33,14 +38,21 @@ def register(kind: str, builder: Builder) -> None:
 
 
 def implemented_kinds() -> list[str]:
-    return [k for k in TARGET_KINDS if k in _BUILDERS]
+    return [k for k in TARGET_KINDS if k in _BUILDERS or k in BUILTIN]
+
+
+def _builder(kind: str) -> Builder | None:
+    if kind not in _BUILDERS and kind in BUILTIN:
+        module, _, name = BUILTIN[kind].partition(":")
+        _BUILDERS[kind] = getattr(importlib.import_module(module), name)
+    return _BUILDERS.get(kind)
 
 
 def create_strategy(
     target: Target, stable: str | None, context: StrategyContext | None = None
 ) -> Strategy:
     """The strategy for ``target``; ``stable`` is the version recorded at the rollout's start."""
-    builder = _BUILDERS.get(target.kind)
+    builder = _builder(target.kind)
     if builder is None:
         raise NotImplementedKind(
             f"target kind {target.kind} is not implemented yet in this canary version "

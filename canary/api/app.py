@@ -10,6 +10,7 @@ from aiohttp import web
 
 from canary import __version__
 from canary.engine import Engine
+from config.settings import Settings
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 
@@ -21,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
-def build_app(engine: Engine) -> web.Application:
+def build_app(engine: Engine, settings: Settings) -> web.Application:
     app = web.Application()
     app[ENGINE] = engine
     app.router.add_get("/healthz", healthz)
