@@ -8,6 +8,7 @@ and ``min``/``max``/``abs`` are accepted, checked when the file is loaded.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,8 +37,12 @@ class ExpressionError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=1024)
 def compile_expression(text: str) -> ast.Expression:
-    """Parse and check ``text``; raises ExpressionError naming what is not allowed."""
+    """Parse and check ``text``; raises ExpressionError naming what is not allowed.
+
+    Cached: a scenario asks for the same few expressions at every evaluation.
+    """
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
