@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from config.durations import Duration
-from config.errors import Problem, SpecError, problems_from_validation
+from config.errors import SpecError, problems_from_validation
 from config.expressions import ExpressionError, compile_expression
-from config.spec import load_data
+from config.spec import read_source
 from config.targets import StrictModel
 
 Number = float | str
@@ -82,12 +82,7 @@ class Scenario(StrictModel):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
-    data = load_data(text, str(path))
+    data = read_source(path)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

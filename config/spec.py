@@ -337,7 +337,8 @@ def load_data(text: str, source: str) -> Any:
     return documents[0]
 
 
-def load_file(path: str | Path) -> RolloutDocument:
+def read_source(path: str | Path) -> Any:
+    """The parsed YAML or JSON data of the file at ``path``; ``SpecError`` if unreadable."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -345,7 +346,11 @@ def load_file(path: str | Path) -> RolloutDocument:
         raise SpecError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise SpecError([Problem("", f"{path} is not UTF-8 text")]) from None
-    return parse_text(text, str(path))
+    return load_data(text, str(path))
+
+
+def load_file(path: str | Path) -> RolloutDocument:
+    return parse_document(read_source(path))
 
 
 def known_field_names() -> Sequence[str]:
