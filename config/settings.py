@@ -7,7 +7,10 @@ with its name and the fix.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +114,9 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         if not isinstance(loaded, dict):
             raise SpecError([Problem("--config", f"{path} must hold a mapping of settings")])
         file_values = loaded
+    unknown = unknown_environment(os.environ)
+    if unknown:
+        raise SpecError(unknown)
     try:
         return Settings(**file_values)
     except SettingsError as exc:
@@ -125,7 +131,11 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         for error in exc.errors(include_url=False):
             field = render_path(error["loc"])
             top = str(error["loc"][0]) if error["loc"] else ""
-            name = f"CANARY_{top.upper()}" + (field[len(top) :] if field != top else "")
+            env_name = f"CANARY_{top.upper()}"
+            if top in file_values and env_name not in os.environ:
+                name = f"{config_file}: {field}"  # it came from the file: name it as written
+            else:
+                name = env_name + (field[len(top) :] if field != top else "")
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "missing":
                 message = "required field is missing"
@@ -133,3 +143,24 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
                 message = f"unknown setting {top!r}; see the README's configuration table"
             found.append(Problem(name, message))
         raise SpecError(found) from None
+
+
+# CANARY_* variables read by other parts (the CLI as an API client, the test suite), not
+# by the daemon: never reported as unknown.
+CLIENT_VARIABLES = frozenset(
+    {"CANARY_URL", "CANARY_TOKEN", "CANARY_DEBUG", "CANARY_REQUIRE_SERVICES"}
+)
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
+    """``CANARY_*`` variables that are no setting: a typo would otherwise silently be ignored
+    (a misspelled CANARY_STORE_URL would run the daemon on the default file)."""
+    known = {f"CANARY_{name.upper()}" for name in Settings.model_fields}
+    found = []
+    for variable in sorted(environ):
+        if not variable.startswith("CANARY_") or variable in known | CLIENT_VARIABLES:
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"did you mean {close[0]}?" if close else "see the README's configuration table"
+        found.append(Problem(variable, f"is not a canary setting; {hint}"))
+    return found

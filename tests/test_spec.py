@@ -835,3 +835,28 @@ def test_python_field_names_are_not_accepted_for_aliases() -> None:
     data = minimal()
     data["api_version"] = data.pop("apiVersion")
     assert problems(data)["api_version"].startswith("unknown field 'api_version'")
+
+
+def test_a_misspelled_canary_variable_stops_the_daemon_with_a_suggestion(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch = clean_env
+    monkeypatch.setenv("CANARY_STOR_URL", "sqlite:///elsewhere.db")
+    monkeypatch.setenv("CANARY_URL", "http://127.0.0.1:8080")  # the CLI's: not a daemon setting
+    with pytest.raises(SpecError) as caught:
+        load_settings()
+    assert [str(p) for p in caught.value.problems] == [
+        "CANARY_STOR_URL: is not a canary setting; did you mean CANARY_STORE_URL?"
+    ]
+
+
+def test_a_bad_key_in_the_config_file_is_named_as_written(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("listne: 0.0.0.0:8080\nlog_level: loud\n")
+    with pytest.raises(SpecError) as caught:
+        load_settings(path)
+    text = str(caught.value)
+    assert f"{path}: listne: unknown setting 'listne'" in text
+    assert f"{path}: log_level:" in text
