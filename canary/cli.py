@@ -2,7 +2,8 @@
 
 Exit codes are part of the interface, since CI pipelines branch on them: 0 success, 1 the
 rollout (or simulation, or preflight) did not come out as asked, 2 bad usage or an invalid
-spec, 4 the daemon or a backend could not be reached. Users never see a traceback: an
+spec, 3 ``rollout start --wait`` timed out (the rollout goes on), 4 the daemon or a backend
+could not be reached, or refused the token. Users never see a traceback: an
 unexpected error prints one line and how to get the details (CANARY_DEBUG=1).
 """
 
@@ -19,14 +20,13 @@ from typing import Any, TypeVar
 import click
 
 from canary import __version__
+from canary.cli_rollout import rollout
+from canary.exit_codes import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
 from config.errors import SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK = 0
-EXIT_OUTCOME = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 4
+__all__ = ["EXIT_OK", "EXIT_OUTCOME", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli"]
 
 
 def _friendly(func: F) -> F:
@@ -169,6 +169,9 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
     if expect is not None and result.rollout.phase.value != expect:
         click.echo(f"expected {expect}, got {result.rollout.phase.value}", err=True)
         sys.exit(EXIT_OUTCOME)
+
+
+cli.add_command(rollout)
 
 
 def main() -> None:
