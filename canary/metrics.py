@@ -29,7 +29,7 @@ from canary.model import LIVE, TERMINAL, Event, Rollout
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # The `_created` series (one per counter and histogram) only double the output here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Seconds; backend calls and provider queries take from milliseconds to a timeout (60 s).
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -352,7 +352,7 @@ async def test_bad_command_body_names_the_field(
         ("limit=0", "limit"),
         ("limit=abc", "limit"),
         ("before=zzz", "before"),
-        ("before=0123456789abcdef012345", "before"),
+        ("phse=baking", "phse"),
     ],
 )
 async def test_bad_list_parameters_are_400(query: str, name: str) -> None:
@@ -360,6 +360,15 @@ async def test_bad_list_parameters_are_400(query: str, name: str) -> None:
         response = await rig.client.get(f"{API}/rollouts?{query}", headers=auth("reader"))
         body = await problem(response, 400)
         assert body["errors"][0]["path"] == f"query.{name}"
+
+
+async def test_a_cursor_naming_no_rollout_is_404() -> None:
+    async with ApiRig() as rig:
+        response = await rig.client.get(
+            f"{API}/rollouts?before=0123456789abcdef012345", headers=auth("reader")
+        )
+        body = await problem(response, 404)
+        assert "next_before" in body["detail"]
 
 
 async def test_an_unexpected_error_is_a_500_problem_with_a_request_id_and_no_trace() -> None:

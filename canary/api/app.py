@@ -21,7 +21,16 @@ from aiohttp import web
 from canary import __version__
 from canary.api import openapi, rollouts
 from canary.api.auth import Authenticator
-from canary.api.context import AUTH, ENGINE, METRICS, REQUEST_ID, STREAMS, Handler, Streams
+from canary.api.context import (
+    AUTH,
+    ENGINE,
+    METRICS,
+    REQUEST_ID,
+    STREAMS,
+    Handler,
+    Streams,
+    only_query,
+)
 from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -94,6 +103,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 async def healthz(request: web.Request) -> web.Response:
+    only_query(request)
     engine = request.app[ENGINE]
     if not engine.running:
         return web.json_response({"status": "starting", "version": __version__}, status=503)
@@ -101,6 +111,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    only_query(request)
     engine = request.app[ENGINE]
     try:
         await asyncio.wait_for(engine.store.ping(), READY_TIMEOUT)
@@ -115,6 +126,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    only_query(request)
     engine, registry = request.app[ENGINE], request.app[METRICS]
     try:
         registry.set_live(await asyncio.wait_for(engine.store.live(), READY_TIMEOUT))
@@ -124,6 +136,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
+    only_query(request)
     return web.json_response(openapi.document())
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from canary.api.auth import Authenticator, Principal, Role
+from canary.api.problems import bad_request
 from canary.engine import Engine
 from canary.metrics import Metrics
 
@@ -38,14 +39,28 @@ AuthedHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]
 REQUIRED_ROLE: dict[Handler, Role] = {}
 
 
-def protected(role: Role, what: str) -> Callable[[AuthedHandler], Handler]:
-    """Authenticate the request (401) and require ``role`` (403) before the handler runs."""
+def only_query(request: web.Request, *known: str) -> None:
+    """A query parameter the route does not know is an error (a typo must not be ignored)."""
+    unknown = sorted(set(request.query) - set(known))
+    if unknown:
+        accepted = ", ".join(known) if known else "none"
+        raise bad_request(
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; accepted: {accepted}",
+            f"query.{unknown[0]}",
+        )
+
+
+def protected(
+    role: Role, what: str, query: tuple[str, ...] = ()
+) -> Callable[[AuthedHandler], Handler]:
+    """Authenticate the request (401), require ``role`` (403), accept only ``query``."""
 
     def wrap(func: AuthedHandler) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             auth = request.app[AUTH]
             principal = auth.identify(request.headers.get("Authorization"))
             auth.require(principal, role, what)
+            only_query(request, *query)
             return await func(request, principal)
 
         handler.__name__ = func.__name__

@@ -224,6 +224,7 @@ def _operation(
     op_id: str, summary: str, role: str | None, responses: dict[str, Any], **more: Any
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": op_id, "summary": summary}
+    responses = {"400": _problem("an unknown query parameter (or another bad one)")} | responses
     if role is None:
         operation["security"] = []
     else:
@@ -341,7 +342,11 @@ def _paths() -> dict[str, Any]:
                 "listRollouts",
                 "List rollouts, newest first",
                 "read",
-                {"200": _json("a page", "RolloutPage"), "400": _problem("a bad query parameter")},
+                {
+                    "200": _json("a page", "RolloutPage"),
+                    "400": _problem("a bad query parameter"),
+                    "404": _problem("before names no rollout"),
+                },
                 parameters=[
                     {
                         "name": "phase",
@@ -403,17 +408,29 @@ def _paths() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "description": "only events with a greater seq",
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 2**53 - 1,
+                            "default": 0,
+                        },
                     },
                     {
                         "name": "limit",
                         "in": "query",
+                        "description": "page size of the JSON answer",
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
                             "maximum": 1000,
                             "default": 1000,
                         },
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "the seq of the last event seen; wins over ?after",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,15}$"},
                     },
                 ],
             )

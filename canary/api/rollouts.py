@@ -31,6 +31,7 @@ PREFIX = "/api/v1"
 KEY_PATTERN = re.compile(r"^[!-~]{1,200}$")  # printable ASCII, no spaces
 ID_PATTERN = re.compile(r"^[0-9a-f]{22}$")
 MAX_LIMIT = 200
+MAX_SEQ = 2**53 - 1  # the largest integer every JSON client reads exactly
 
 
 def location(rollout_id: str) -> str:
@@ -224,14 +225,14 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"-?\d{1,12}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"-?\d{1,16}", raw) or not low <= int(raw) <= high:
         raise bad_request(
             f"{name} must be a whole number from {low} to {high}, not {raw!r}", f"query.{name}"
         )
     return int(raw)
 
 
-@protected("read", "listing rollouts")
+@protected("read", "listing rollouts", query=("phase", "target", "limit", "before"))
 async def list_rollouts(request: web.Request, principal: Principal) -> web.Response:
     store = request.app[ENGINE].store
     phase: Phase | None = None
@@ -244,17 +245,19 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
                 + ", ".join(p.value for p in Phase),
                 "query.phase",
             ) from None
-    target = request.query.get("target") or None
+    target = request.query.get("target")
     limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
-    before = request.query.get("before") or None
+    before = request.query.get("before")
     if before is not None and not ID_PATTERN.match(before):
         raise bad_request(
             f"before must be a rollout id (22 hex digits), not {before!r}", "query.before"
         )
     try:
         page = await store.list(phase=phase, target=target, limit=limit + 1, before=before)
-    except NotFound:
-        raise bad_request(f"before names no rollout: {before!r}", "query.before") from None
+    except NotFound:  # a well-formed cursor naming nothing: like a page that is not there
+        raise ProblemError(
+            404, f"before names no rollout: {before!r}; pass next_before from a previous page"
+        ) from None
     more = len(page) > limit
     page = page[:limit]
     return web.json_response(
@@ -270,21 +273,22 @@ async def get_rollout(request: web.Request, principal: Principal) -> web.Respons
     return web.json_response(rollout_detail(await load(request, rollout_id_of(request))))
 
 
-@protected("read", "reading a rollout's events")
+@protected("read", "reading a rollout's events", query=("after", "limit"))
 async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
     rid = rollout_id_of(request)
-    after = int_param(request, "after", 0, 0, 10**12)
-    if wants_stream(request):
-        last_id = request.headers.get("Last-Event-ID")
-        if last_id is not None:
-            if not re.fullmatch(r"\d{1,12}", last_id.strip()):
-                raise bad_request(
-                    f"Last-Event-ID must be an event's seq (a whole number), not {last_id!r}",
-                    "header.Last-Event-ID",
-                )
-            after = int(last_id.strip())
-        return await stream_events(request, rid, after)
+    after = int_param(request, "after", 0, 0, MAX_SEQ)
+    last_id = request.headers.get("Last-Event-ID")
+    if last_id is not None:  # a reconnecting event stream says where it stopped
+        value = last_id.strip()
+        if not re.fullmatch(r"\d{1,15}", value):
+            raise bad_request(
+                f"Last-Event-ID must be an event's seq (a whole number), not {last_id!r}",
+                "header.Last-Event-ID",
+            )
+        after = int(value)
     limit = int_param(request, "limit", 1000, 1, 1000)
+    if wants_stream(request):
+        return await stream_events(request, rid, after)
     try:
         found = await request.app[ENGINE].store.events(rid, after=after, limit=limit)
     except NotFound:
