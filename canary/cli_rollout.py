@@ -33,7 +33,7 @@ from canary.client import (
 from canary.exit_codes import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
 from canary.model import Event
 from canary.timeline import QUIET, describe, offset
-from config.durations import parse_duration
+from config.durations import format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -169,9 +169,14 @@ async def follow(
     progress: Progress,
     *,
     limit: float | None,
-    err: bool,
+    output: str,
 ) -> dict[str, Any]:
-    """Print the rollout's events until it ends; the final summary. Exit 3 on timeout."""
+    """Print the rollout's events until it ends; the final summary.
+
+    Exit 3 after ``limit`` seconds, with the rollout as it is then on stdout (JSON output),
+    so a CI script can still read its id and decide to abort it.
+    """
+    err = output == "json"
 
     async def watch() -> dict[str, Any]:
         async for item in client.follow(rollout["id"]):
@@ -189,15 +194,18 @@ async def follow(
     try:
         return await asyncio.wait_for(watch(), limit)
     except TimeoutError:
-        seen = ""
+        seen, now = "", rollout
         try:
             now = await asyncio.wait_for(client.get(rollout["id"]), 10)
             seen = f"; it is {now['phase']} at step {now['step']}/{now['steps']}"
         except (ApiError, Unreachable, TimeoutError):
             pass
+        if output == "json":
+            emit_json(now)
         stop(
             EXIT_TIMEOUT,
-            f"timed out after {limit:g}s waiting for rollout {rollout['id']}{seen}. It goes "
+            f"timed out after {format_duration(limit or 0)} waiting for rollout "
+            f"{rollout['id']}{seen}. It goes "
             f"on without you: `canary rollout status {rollout['id']}`, or abort it with "
             f"`canary rollout abort {rollout['id']} --reason ...`",
         )
@@ -267,7 +275,7 @@ def start(
                     emit_json(r)
                 return EXIT_OK
             progress = Progress(r, verbose=verbose, json_lines=False)
-            final = await follow(client, r, progress, limit=limit, err=output == "json")
+            final = await follow(client, r, progress, limit=limit, output=output)
             report_end(final, output)
             return outcome_code(final)
 
@@ -408,7 +416,7 @@ def events(
                 for data in await client.events(rollout_id):
                     progress.show(data)
                 return EXIT_OK
-            final = await follow(client, r, progress, limit=None, err=False)
+            final = await follow(client, r, progress, limit=None, output="text")
             if output == "text":
                 click.echo(f"final: {describe_rollout(final)}")
             return outcome_code(final)

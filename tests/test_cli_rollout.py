@@ -138,10 +138,12 @@ def test_start_wait_exits_3_on_timeout_and_the_rollout_goes_on(
     daemon: Daemon, tmp_path: Path
 ) -> None:
     path = write(tmp_path, spec("fn-slow", bake="1h"))
-    run = canary(daemon.url, "start", "-f", path, "--wait", "--timeout", "2s")
+    run = canary(daemon.url, "start", "-f", path, "--wait", "--timeout", "2s", "--output", "json")
     assert run.returncode == 3, run.stderr
     assert "timed out after 2s" in run.stderr
-    rid = started_id(run.stdout)
+    now = json.loads(run.stdout)  # the rollout as it was when the CLI gave up
+    rid = now["id"]
+    assert now["phase"] == "baking"
     assert f"canary rollout abort {rid}" in run.stderr
     code, out = invoke(daemon, "status", rid, token="reader")
     assert code == 0
