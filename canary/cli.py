@@ -11,47 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from canary import __version__
 from canary.cli_rollout import rollout
-from canary.exit_codes import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
-from config.errors import SpecError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from canary.cli_support import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
+from canary.cli_support import friendly as _friendly
 
 __all__ = ["EXIT_OK", "EXIT_OUTCOME", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli"]
-
-
-def _friendly(func: F) -> F:
-    """Turn spec errors into their problem list and anything unexpected into one line."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as exc:
-            click.echo("error: invalid input", err=True)
-            for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
-            sys.exit(EXIT_USAGE)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("CANARY_DEBUG"):
-                raise
-            click.echo(
-                f"error: {type(exc).__name__}: {exc} (set CANARY_DEBUG=1 for details)", err=True
-            )
-            sys.exit(EXIT_OUTCOME)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,12 +15,21 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from canary.cli_support import (
+    EXIT_OK,
+    EXIT_OUTCOME,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Exit,
+    friendly,
+    stop,
+)
 from canary.client import (
     DEFAULT_URL,
     ApiError,
@@ -30,22 +39,12 @@ from canary.client import (
     StreamLost,
     Unreachable,
 )
-from canary.exit_codes import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
 from canary.model import Event
 from canary.timeline import QUIET, describe, offset
 from config.durations import format_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-
-class Exit(Exception):
-    """Stop with ``code`` after printing ``message`` to stderr."""
-
-    def __init__(self, code: int, message: str, details: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details or []
 
 
 def exit_code_of(error: ApiError) -> int:
@@ -66,7 +65,7 @@ def _hint(error: ApiError) -> str:
     return ""
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run_api(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; API errors and unreachable daemons become exit codes with a message."""
     try:
         return asyncio.run(coro)
@@ -78,24 +77,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         ) from None
     except Unreachable as exc:
         raise Exit(EXIT_UNREACHABLE, f"error: {exc}; check --url / CANARY_URL") from None
-
-
-def stop(code: int, message: str) -> NoReturn:
-    raise Exit(code, message)
-
-
-def handled(func: F) -> F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exit as exc:
-            click.echo(str(exc), err=True)
-            for line in exc.details:
-                click.echo(f"  {line}", err=True)
-            sys.exit(exc.code)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def connection(func: F) -> F:
@@ -245,7 +226,7 @@ def rollout() -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
 @connection
-@handled
+@friendly
 def start(
     path: str,
     wait: bool,
@@ -279,7 +260,7 @@ def start(
             report_end(final, output)
             return outcome_code(final)
 
-    sys.exit(run(go()))
+    sys.exit(run_api(go()))
 
 
 def _duration(text: str) -> float:
@@ -295,7 +276,7 @@ def _duration(text: str) -> float:
 @rollout.command()
 @click.argument("rollout_id")
 @connection
-@handled
+@friendly
 def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
     """Show one rollout: phase, step, weight, targets."""
 
@@ -303,7 +284,7 @@ def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
         async with Client(url, token) as client:
             return await client.get(rollout_id)
 
-    r = run(go())
+    r = run_api(go())
     if output == "json":
         emit_json(r)
         return
@@ -319,7 +300,7 @@ def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
 @click.option("--target", help="only rollouts of this target key")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @connection
-@handled
+@friendly
 def list_(
     phase: str | None, target: str | None, limit: int, url: str, token: str | None, output: str
 ) -> None:
@@ -334,7 +315,7 @@ def list_(
         async with Client(url, token) as client:
             return await client.list_rollouts(**params)
 
-    page = run(go())
+    page = run_api(go())
     if output == "json":
         emit_json(page)
         return
@@ -344,57 +325,53 @@ def list_(
         click.echo(describe_rollout(r))
 
 
-def _command(
-    name: str, rollout_id: str, body: dict[str, Any], url: str, token: str | None, output: str
+def operate_command(
+    name: str,
+    doc: str,
+    body: Callable[..., dict[str, Any]],
+    *options: Callable[[Callable[..., Any]], Callable[..., Any]],
 ) -> None:
-    async def go() -> dict[str, Any]:
-        async with Client(url, token) as client:
-            return await client.command(rollout_id, name, body)
+    """Register ``canary rollout NAME ID [OPTIONS]``: POST the command, print the rollout."""
 
-    r = run(go())
-    if output == "json":
-        emit_json(r)
-    else:
-        click.echo(f"{name}: {describe_rollout(r)}")
+    def run(rollout_id: str, url: str, token: str | None, output: str, **given: Any) -> None:
+        async def go() -> dict[str, Any]:
+            async with Client(url, token) as client:
+                return await client.command(rollout_id, name, body(**given))
 
+        r = run_api(go())
+        if output == "json":
+            emit_json(r)
+        else:
+            click.echo(f"{name}: {describe_rollout(r)}")
 
-@rollout.command()
-@click.argument("rollout_id")
-@click.option("--full", is_flag=True, help="skip every remaining step: straight to 100%")
-@connection
-@handled
-def promote(rollout_id: str, full: bool, url: str, token: str | None, output: str) -> None:
-    """Move to the next step now (or, with --full, to 100%)."""
-    _command("promote", rollout_id, {"full": full}, url, token, output)
-
-
-@rollout.command()
-@click.argument("rollout_id")
-@click.option("--reason", help="recorded with the pause")
-@connection
-@handled
-def pause(rollout_id: str, reason: str | None, url: str, token: str | None, output: str) -> None:
-    """Pause: traffic stays, the bake clock stops."""
-    _command("pause", rollout_id, {"reason": reason} if reason else {}, url, token, output)
+    run.__doc__ = doc
+    command: Callable[..., Any] = connection(friendly(run))
+    for option in reversed(options):
+        command = option(command)
+    rollout.command(name=name)(click.argument("rollout_id")(command))
 
 
-@rollout.command()
-@click.argument("rollout_id")
-@connection
-@handled
-def resume(rollout_id: str, url: str, token: str | None, output: str) -> None:
-    """Resume a paused rollout: re-apply its weight, continue the bake."""
-    _command("resume", rollout_id, {}, url, token, output)
-
-
-@rollout.command()
-@click.argument("rollout_id")
-@click.option("--reason", required=True, help="why; recorded in the rollout's events")
-@connection
-@handled
-def abort(rollout_id: str, reason: str, url: str, token: str | None, output: str) -> None:
-    """Abort: every target goes back to its stable version."""
-    _command("abort", rollout_id, {"reason": reason}, url, token, output)
+operate_command(
+    "promote",
+    "Move to the next step now (or, with --full, to 100%).",
+    lambda full: {"full": full},
+    click.option("--full", is_flag=True, help="skip every remaining step: straight to 100%"),
+)
+operate_command(
+    "pause",
+    "Pause: traffic stays, the bake clock stops.",
+    lambda reason: {"reason": reason} if reason else {},
+    click.option("--reason", help="recorded with the pause"),
+)
+operate_command(
+    "resume", "Resume a paused rollout: re-apply its weight, continue the bake.", lambda: {}
+)
+operate_command(
+    "abort",
+    "Abort: every target goes back to its stable version.",
+    lambda reason: {"reason": reason},
+    click.option("--reason", required=True, help="why; recorded in the rollout's events"),
+)
 
 
 @rollout.command()
@@ -402,7 +379,7 @@ def abort(rollout_id: str, reason: str, url: str, token: str | None, output: str
 @click.option("--follow", "follow_", is_flag=True, help="keep printing until it ends; exit 0/1")
 @click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
 @connection
-@handled
+@friendly
 def events(
     rollout_id: str, follow_: bool, verbose: bool, url: str, token: str | None, output: str
 ) -> None:
@@ -421,4 +398,4 @@ def events(
                 click.echo(f"final: {describe_rollout(final)}")
             return outcome_code(final)
 
-    sys.exit(run(go()))
+    sys.exit(run_api(go()))

@@ -55,6 +55,14 @@ def _spec_components() -> tuple[dict[str, Any], dict[str, Any]]:
     return rewrite(root), {name: rewrite(d) for name, d in defs.items()}
 
 
+def _page(item: str, cursor: str, cursor_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", cursor],
+        "properties": {"items": {"type": "array", "items": ref(item)}, cursor: cursor_schema},
+    }
+
+
 def _schemas() -> dict[str, Any]:
     document, spec_defs = _spec_components()
     target = {
@@ -144,23 +152,13 @@ def _schemas() -> dict[str, Any]:
         "TargetState": target,
         "RolloutSummary": summary,
         "Rollout": detail,
-        "RolloutPage": {
-            "type": "object",
-            "required": ["items", "next_before"],
-            "properties": {
-                "items": {"type": "array", "items": ref("RolloutSummary")},
-                "next_before": nullable("string", description="pass as ?before= for more"),
-            },
-        },
+        "RolloutPage": _page(
+            "RolloutSummary", "next_before", nullable("string", description="?before= for more")
+        ),
         "Event": event,
-        "EventPage": {
-            "type": "object",
-            "required": ["items", "next_after"],
-            "properties": {
-                "items": {"type": "array", "items": ref("Event")},
-                "next_after": {"type": "integer", "description": "pass as ?after= for more"},
-            },
-        },
+        "EventPage": _page(
+            "Event", "next_after", {"type": "integer", "description": "?after= for more"}
+        ),
         "Problem": problem,
         "Status": {
             "type": "object",

@@ -12,17 +12,19 @@ the stream closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
+import structlog
 from aiohttp import web
 
-from canary.api.context import ENGINE, REQUEST_ID, STREAMS
+from canary.api.context import ENGINE, REQUEST_ID, STREAMS, Streams
 from canary.api.problems import ProblemError
 from canary.api.views import event_data, rollout_summary
 from canary.model import Event, Rollout
 from canary.store.base import NotFound, Store
+
+log = structlog.get_logger("canary.api")
 
 CONTENT_TYPE = "text/event-stream"
 PAGE = 1000
@@ -102,7 +104,7 @@ async def stream_events(request: web.Request, rollout_id: str, after: int) -> we
     queue = engine.subscribe()  # before the replay, so nothing falls between the two
     try:
         try:
-            rollout = await engine.store.get(rollout_id)
+            await engine.store.get(rollout_id)  # a 404 is still possible before the stream
         except NotFound:
             raise ProblemError(404, f"no rollout {rollout_id!r}") from None
         response = web.StreamResponse(
@@ -115,23 +117,34 @@ async def stream_events(request: web.Request, rollout_id: str, after: int) -> we
         )
         await response.prepare(request)
         stream = EventStream(response, engine.store, rollout_id, after)
-        with contextlib.suppress(ConnectionResetError, _Closing):
-            await response.write(b"retry: 1000\n\n")
-            await stream.catch_up()
-            rollout = await engine.store.get(rollout_id)
-            while rollout.phase.live:
-                batch = await _next(queue, streams.closing, streams.heartbeat)
-                if batch is None:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                saved, events = batch
-                if saved.id != rollout_id or not events:
-                    continue
-                rollout = saved
-                if events[0].seq > stream.last + 1:  # events were dropped: read the gap
-                    await stream.catch_up()
-                await stream.send(events)
-            await stream.end()
+        try:
+            await follow(stream, queue, streams)
+        except (ConnectionResetError, _Closing):
+            pass  # the client left, or the daemon stops: the client reconnects
+        except Exception:  # the headers are sent: end the stream, the client reconnects
+            log.exception("api.stream_failed", rollout_id=rollout_id, request_id=REQUEST_ID.get())
         return response
     finally:
         engine.unsubscribe(queue)
+
+
+async def follow(
+    stream: EventStream, queue: asyncio.Queue[tuple[Rollout, list[Event]]], streams: Streams
+) -> None:
+    """Replay, then send live events until the rollout has ended, then the end event."""
+    await stream.response.write(b"retry: 1000\n\n")
+    await stream.catch_up()
+    rollout = await stream.store.get(stream.rollout_id)
+    while rollout.phase.live:
+        batch = await _next(queue, streams.closing, streams.heartbeat)
+        if batch is None:
+            await stream.response.write(b": keep-alive\n\n")
+            continue
+        saved, events = batch
+        if saved.id != stream.rollout_id or not events:
+            continue
+        rollout = saved
+        if events[0].seq > stream.last + 1:  # events were dropped: read the gap
+            await stream.catch_up()
+        await stream.send(events)
+    await stream.end()
