@@ -512,6 +512,31 @@ async def test_stream_sends_keep_alives_while_nothing_happens() -> None:
         response.close()
 
 
+async def test_a_stream_whose_store_fails_midway_ends_and_is_logged() -> None:
+    class Flaky(MemoryStore):
+        reads = 0
+
+        async def events(self, rollout_id: str, after: int = 0, limit: int = 1000) -> Any:
+            Flaky.reads += 1
+            if Flaky.reads > 1:
+                raise RuntimeError("database is locked")
+            return await super().events(rollout_id, after, limit)
+
+    async with ApiRig(store=Flaky()) as rig:
+        r = await rig.submit(spec_data(steps=[{"weight": 100}]))
+        await rig.wait_phase(r.id, Phase.SUCCEEDED)
+        with structlog.testing.capture_logs() as logs:
+            response = await rig.client.get(
+                f"{API}/rollouts/{r.id}/events",
+                headers={**auth("reader"), "Accept": "text/event-stream"},
+            )
+            messages = await read_sse(response, lambda m: False)
+        assert response.status == 200
+        assert messages[0][1] == "1"
+        assert all(kind != "end" for kind, _, _ in messages), "cut short, so no end event"
+        assert any(e["event"] == "api.stream_failed" for e in logs)
+
+
 async def test_stream_with_a_bad_last_event_id_is_400() -> None:
     async with ApiRig() as rig:
         r = await rig.submit()
