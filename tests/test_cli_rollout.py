@@ -298,3 +298,17 @@ def test_a_scenario_without_memory_targets_is_refused(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "CANARY_SCENARIO: scripted metrics are for in-memory targets only" in err
+
+
+def test_an_unreadable_scenario_is_refused_by_name(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    proc = serve(tmp_path, CANARY_STRATEGIES="memory", CANARY_SCENARIO=str(missing))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert f"CANARY_SCENARIO: cannot read {missing}" in err
+
+
+def test_a_missing_spec_file_exits_2() -> None:
+    run = CliRunner().invoke(cli, ["rollout", "start", "-f", "/nonexistent/rollout.yaml"])
+    assert run.exit_code == 2
+    assert "cannot read /nonexistent/rollout.yaml" in run.output
