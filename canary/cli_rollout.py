@@ -70,11 +70,13 @@ def run_api(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except ApiError as exc:
-        raise Exit(
-            exit_code_of(exc),
-            f"error: {exc}{_hint(exc)}",
-            [f"{e.get('path') or '(document)'}: {e.get('message')}" for e in exc.errors],
-        ) from None
+        if exc.errors:  # one line per problem, each with its field's path
+            raise Exit(
+                exit_code_of(exc),
+                f"error: {exc.problem.get('title', 'invalid request')} (HTTP {exc.status})",
+                [f"{e.get('path') or '(document)'}: {e.get('message')}" for e in exc.errors],
+            ) from None
+        raise Exit(exit_code_of(exc), f"error: {exc}{_hint(exc)}") from None
     except Unreachable as exc:
         raise Exit(EXIT_UNREACHABLE, f"error: {exc}; check --url / CANARY_URL") from None
 
