@@ -2,8 +2,10 @@
 #
 # canary daemon image.   make docker   (= docker build -t canary:dev .)
 #
-#   docker run -p 8080:8080 -v canary-data:/var/lib/canary canary:dev
+#   docker run -p 8080:8080 -v canary-data:/var/lib/canary -e CANARY_TOKENS='[...]' canary:dev
 #
+# The daemon refuses to start without API tokens (CANARY_TOKENS; see the README's API
+# section) unless CANARY_ALLOW_ANONYMOUS=true is set for a throwaway run.
 # The store is SQLite in the volume at /var/lib/canary; the daemon runs as uid/gid 10001.
 
 # ---- builder: wheels of canary and of every dependency, into /wheels --------------------------

@@ -2,7 +2,8 @@
 
 Exit codes are part of the interface, since CI pipelines branch on them: 0 success, 1 the
 rollout (or simulation, or preflight) did not come out as asked, 2 bad usage or an invalid
-spec, 4 the daemon or a backend could not be reached. Users never see a traceback: an
+spec, 3 ``rollout start --wait`` timed out (the rollout goes on), 4 the daemon or a backend
+could not be reached, or refused the token. Users never see a traceback: an
 unexpected error prints one line and how to get the details (CANARY_DEBUG=1).
 """
 
@@ -10,48 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from canary import __version__
-from config.errors import SpecError
+from canary.cli_rollout import rollout
+from canary.cli_support import EXIT_OK, EXIT_OUTCOME, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
+from canary.cli_support import friendly as _friendly
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK = 0
-EXIT_OUTCOME = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 4
-
-
-def _friendly(func: F) -> F:
-    """Turn spec errors into their problem list and anything unexpected into one line."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as exc:
-            click.echo("error: invalid input", err=True)
-            for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
-            sys.exit(EXIT_USAGE)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("CANARY_DEBUG"):
-                raise
-            click.echo(
-                f"error: {type(exc).__name__}: {exc} (set CANARY_DEBUG=1 for details)", err=True
-            )
-            sys.exit(EXIT_OUTCOME)
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["EXIT_OK", "EXIT_OUTCOME", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "cli"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,6 +139,9 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
     if expect is not None and result.rollout.phase.value != expect:
         click.echo(f"expected {expect}, got {result.rollout.phase.value}", err=True)
         sys.exit(EXIT_OUTCOME)
+
+
+cli.add_command(rollout)
 
 
 def main() -> None:

@@ -22,9 +22,11 @@ from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
 from canary.engine import Engine
+from canary.metrics import Metrics
 from canary.store import open_store
+from config.errors import SpecError
 from config.settings import Settings
-from strategies.registry import StrategyContext, factory
+from strategies.registry import StrategyContext, StrategyFactory, factory
 
 log = structlog.get_logger("canary.daemon")
 
@@ -64,22 +66,71 @@ def build_providers(settings: Settings) -> dict[str, MetricProvider]:
     return {}
 
 
+def check_access(settings: Settings) -> None:
+    """Refuse an API nobody can use or anybody can; warn when it is open on purpose."""
+    if not settings.tokens and not settings.allow_anonymous:
+        raise DaemonError(
+            "no API tokens are configured: set CANARY_TOKENS (JSON list of "
+            '{"name": ..., "sha256": <hex SHA-256 of the token>, "role": read|deploy|operate}), '
+            "or, for development only, CANARY_ALLOW_ANONYMOUS=true"
+        )
+    if settings.allow_anonymous:
+        log.warning(
+            "daemon.anonymous_access",
+            detail="CANARY_ALLOW_ANONYMOUS=true: requests without a token may start, promote "
+            "and abort rollouts (as 'anonymous'); never run a production daemon like this",
+        )
+
+
+def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, MetricProvider]]:
+    """CANARY_STRATEGIES=memory: in-memory targets and, with CANARY_SCENARIO, scripted metrics.
+
+    For tests and demos only: nothing real moves, which is why it must be asked for by name
+    and is announced with a warning at every start.
+    """
+    from analysis.scripted import ScriptedProvider
+    from config.scenario import load_scenario
+    from config.spec import PROVIDERS
+    from strategies.memory import MemoryFleet
+
+    scenario = load_scenario(settings.scenario) if settings.scenario is not None else None
+    fleet = MemoryFleet(stable=scenario.stable_version if scenario else "stable")
+    providers: dict[str, MetricProvider] = {}
+    if scenario is not None:
+        providers = dict.fromkeys(PROVIDERS, ScriptedProvider.from_scenario(scenario))
+    log.warning(
+        "daemon.memory_strategies",
+        detail="CANARY_STRATEGIES=memory: every target is in-memory and no real traffic moves "
+        "(tests and demos only)",
+        scenario=str(settings.scenario) if settings.scenario else None,
+    )
+    return fleet.factory, providers
+
+
 async def run_daemon(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
+    strategies: StrategyFactory = factory(
+        StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)
+    )
+    providers = build_providers(settings)
     try:
+        check_access(settings)
+        if settings.strategies == "memory":
+            strategies, providers = in_memory_backends(settings)
         lock = lock_store(settings.store_url)
+    except SpecError as exc:
+        log.error("daemon.refused", error=f"CANARY_SCENARIO: {exc}")
+        return EXIT_CONFIG
     except DaemonError as exc:
         log.error("daemon.refused", error=str(exc))
         return EXIT_CONFIG
     store = open_store(settings.store_url)
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
-    engine = Engine(
-        store,
-        RealClock(),
-        factory(StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)),
-        build_providers(settings),
+    metrics = Metrics(process=True)
+    engine = Engine(store, RealClock(), strategies, providers, observer=metrics)
+    runner = web.AppRunner(
+        build_app(engine, settings, metrics_registry=metrics), access_log=None, handle_signals=False
     )
-    runner = web.AppRunner(build_app(engine, settings), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

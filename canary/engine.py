@@ -45,6 +45,7 @@ from canary.machine import (
     new_targets,
 )
 from canary.model import Event, NewEvent, Rollout, new_rollout_id
+from canary.observer import Observer, observed_factory, observed_providers, safely
 from canary.store.base import NotFound, Store
 from config.spec import RolloutDocument
 from config.targets import Target
@@ -88,11 +89,16 @@ class Engine:
         *,
         notifiers: Sequence[Notifier] = (),
         options: EngineOptions | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
-        self.providers = providers
         self.options = options or EngineOptions()
+        self.observer = observer
+        if observer is not None:  # every backend call and provider query is timed
+            strategies = observed_factory(strategies, observer)
+            providers = observed_providers(providers, observer)
+        self.providers = providers
         self._factory = strategies
         self._notifiers = list(notifiers)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -229,6 +235,8 @@ class Engine:
         return self._locks.setdefault(rid, asyncio.Lock())
 
     def _spawn(self, rid: str) -> None:
+        if self._stopping:  # stored; the next engine over this store runs it
+            return
         self._wake.setdefault(rid, asyncio.Event()).clear()
         task = asyncio.create_task(self._run(rid), name=f"rollout-{rid}")
         self._tasks[rid] = task
@@ -513,6 +521,8 @@ class Engine:
             )
         if not events:
             return
+        if self.observer is not None:
+            safely(self.observer.saved, r, events)
         for queue in [*self._subscribers, *([self._notify_queue] if self._notify_queue else [])]:
             try:
                 queue.put_nowait((r, events))
@@ -528,6 +538,8 @@ class Engine:
                     try:
                         await notifier.notify(r, events)
                     except Exception as exc:
+                        if self.observer is not None:
+                            safely(self.observer.notification_failed, type(notifier).__name__)
                         log.warning(
                             "notify.failed",
                             notifier=type(notifier).__name__,

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +61,14 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         default=None, description="send AWS calls here (a local emulator); default: AWS itself"
     )
+    strategies: Literal["real", "memory"] = Field(
+        default="real",
+        description="memory: every target is in-memory, nothing real moves (tests and demos)",
+    )
+    scenario: Path | None = Field(
+        default=None,
+        description="answer every gate from this scenario file (with strategies=memory only)",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -69,6 +85,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not a supported store; use sqlite:///path/to/canary.db "
                 "(or memory:// for throwaway runs)"
+            )
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_only_in_memory(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("strategies") != "memory":
+            raise ValueError(
+                "scripted metrics are for in-memory targets only; set CANARY_STRATEGIES=memory "
+                "too, or unset CANARY_SCENARIO"
             )
         return value
 

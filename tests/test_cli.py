@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from daemon import CANARY, free_port, serve, wait_healthy
 
 from canary.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "examples"
-CANARY = [sys.executable, "-m", "canary"]
 
 GOOD = """\
 apiVersion: canary/v1
@@ -174,36 +169,6 @@ def test_scenario_commands_and_drift_are_played(tmp_path: Path) -> None:
     assert "serves foreign split (stable + hand-edit at 70%)" in run.output
     assert "aborted by ana: drifted" in run.output
     assert "final phase: rolled_back" in run.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    full = {
-        **os.environ,
-        "CANARY_STORE_URL": f"sqlite:///{tmp_path}/canary.db",
-        "CANARY_LOG_FORMAT": "json",
-        **env,
-    }
-    return subprocess.Popen(
-        [*CANARY, "serve"], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def wait_healthy(port: int, proc: subprocess.Popen[str]) -> dict[str, str]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return dict(json.loads(r.read()))
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("daemon never became healthy")
 
 
 def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

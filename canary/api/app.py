@@ -1,29 +1,169 @@
 """The daemon's HTTP application.
 
 ``/healthz`` answers as long as the process serves requests and the engine runs, which is
-what a container orchestrator needs to decide on a restart.
+what a container orchestrator needs to decide on a restart; ``/readyz`` also asks the store,
+which is what a load balancer needs to send traffic. ``/metrics`` is for Prometheus. The
+control API lives under ``/api/v1`` (routes in ``canary.api.rollouts``, documented in
+``canary.api.openapi``). Every error, ours or aiohttp's (404, 405, 413), leaves as
+``application/problem+json``; an unexpected exception is logged with a request id and
+answered with a 500 that carries the id but never a stack trace.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import secrets
+
+import structlog
 from aiohttp import web
 
 from canary import __version__
+from canary.api import openapi, rollouts
+from canary.api.auth import Authenticator
+from canary.api.context import (
+    AUTH,
+    ENGINE,
+    METRICS,
+    REQUEST_ID,
+    STREAMS,
+    Handler,
+    Streams,
+    only_query,
+)
+from canary.api.problems import ProblemError
 from canary.engine import Engine
+from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from canary.metrics import Metrics
 from config.settings import Settings
 
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+__all__ = ["ENGINE", "MAX_BODY", "build_app"]
+
+log = structlog.get_logger("canary.api")
+
+MAX_BODY = 1024 * 1024  # 1 MiB: a spec is a few KiB
+READY_TIMEOUT = 5.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+
+
+def _http_problem(request: web.Request, exc: web.HTTPException) -> ProblemError:
+    """aiohttp's own errors (no route, wrong method, body too large) as problems."""
+    headers = {}
+    if exc.status == 404:
+        detail = (
+            f"no route {request.method} {request.path}; the API lives under "
+            f"{rollouts.PREFIX} (see {rollouts.PREFIX}/openapi.json)"
+        )
+    elif exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        headers["Allow"] = allowed
+    elif exc.status == 413:
+        detail = f"the body is larger than {MAX_BODY // 1024} KiB; a rollout spec is far smaller"
+    else:
+        detail = exc.text or exc.reason
+    return ProblemError(exc.status, detail, headers=headers)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = _request_id(request)
+    REQUEST_ID.set(request_id)
+    try:
+        response = await handler(request)
+    except ProblemError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _http_problem(request, exc).response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        log.exception(
+            "api.unexpected_error",
+            request_id=request_id,
+            method=request.method,
+            path=request.path,
+            error=repr(exc),
+        )
+        response = ProblemError(
+            500,
+            f"an unexpected error occurred; it was logged with request id {request_id}",
+            extra={"request_id": request_id},
+        ).response()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
+    only_query(request)
     engine = request.app[ENGINE]
     if not engine.running:
         return web.json_response({"status": "starting", "version": __version__}, status=503)
     return web.json_response({"status": "ok", "version": __version__})
 
 
-def build_app(engine: Engine, settings: Settings) -> web.Application:
-    app = web.Application()
+async def readyz(request: web.Request) -> web.Response:
+    only_query(request)
+    engine = request.app[ENGINE]
+    try:
+        await asyncio.wait_for(engine.store.ping(), READY_TIMEOUT)
+    except Exception as exc:
+        log.warning("api.not_ready", error=repr(exc))
+        raise ProblemError(
+            503, f"the store cannot be used ({type(exc).__name__}); see the daemon's log"
+        ) from None
+    if not engine.running:
+        raise ProblemError(503, "the engine is not running (starting or stopping)")
+    return web.json_response({"status": "ready", "version": __version__})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    only_query(request)
+    engine, registry = request.app[ENGINE], request.app[METRICS]
+    try:
+        registry.set_live(await asyncio.wait_for(engine.store.live(), READY_TIMEOUT))
+    except Exception as exc:  # the other metrics are still worth serving
+        log.warning("metrics.live_unavailable", error=repr(exc))
+    return web.Response(body=registry.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    only_query(request)
+    return web.json_response(openapi.document())
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[STREAMS].closing.set()
+
+
+def build_app(
+    engine: Engine,
+    settings: Settings,
+    *,
+    metrics_registry: Metrics | None = None,
+    heartbeat: float = 15.0,
+) -> web.Application:
+    app = web.Application(middlewares=[problems], client_max_size=MAX_BODY)
     app[ENGINE] = engine
-    app.router.add_get("/healthz", healthz)
+    app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
+    app[METRICS] = metrics_registry or Metrics()
+    app[STREAMS] = Streams(heartbeat=heartbeat)
+    app.on_shutdown.append(_close_streams)
+    app.add_routes(
+        [
+            web.get("/healthz", healthz, allow_head=False),
+            web.get("/readyz", readyz, allow_head=False),
+            web.get("/metrics", metrics, allow_head=False),
+            web.get(f"{rollouts.PREFIX}/openapi.json", openapi_document, allow_head=False),
+            *rollouts.routes(),
+        ]
+    )
     return app
