@@ -18,12 +18,14 @@ import structlog
 from aiohttp import web
 
 from analysis.base import MetricProvider
+from analysis.cloudwatch import CloudWatchProvider
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
 from canary.engine import Engine
 from canary.store import open_store
 from config.settings import Settings
+from strategies.aws import AwsClients
 from strategies.registry import StrategyContext, factory
 
 log = structlog.get_logger("canary.daemon")
@@ -59,9 +61,20 @@ def lock_store(store_url: str) -> IO[str] | None:
     return handle
 
 
-def build_providers(settings: Settings) -> dict[str, MetricProvider]:
+def aws_clients(settings: Settings) -> AwsClients:
+    """The daemon's one set of boto3 clients and thread pool (boto3 loads on first use)."""
+    return AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+def strategy_context(settings: Settings, aws: AwsClients | None = None) -> StrategyContext:
+    return StrategyContext(
+        aws_endpoint_url=settings.aws_endpoint_url, aws=aws or aws_clients(settings)
+    )
+
+
+def build_providers(settings: Settings, aws: AwsClients | None = None) -> dict[str, MetricProvider]:
     """The metric providers this daemon can ask; gates naming others are ERROR."""
-    return {}
+    return {"cloudwatch": CloudWatchProvider(aws or aws_clients(settings))}
 
 
 async def run_daemon(settings: Settings) -> int:
@@ -73,11 +86,12 @@ async def run_daemon(settings: Settings) -> int:
         return EXIT_CONFIG
     store = open_store(settings.store_url)
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
+    aws = aws_clients(settings)
     engine = Engine(
         store,
         RealClock(),
-        factory(StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)),
-        build_providers(settings),
+        factory(strategy_context(settings, aws)),
+        build_providers(settings, aws),
     )
     runner = web.AppRunner(build_app(engine, settings), access_log=None, handle_signals=False)
     await runner.setup()
@@ -102,6 +116,7 @@ async def run_daemon(settings: Settings) -> int:
     await engine.stop()
     await runner.cleanup()
     await store.close()
+    aws.close()
     if lock is not None:
         lock.close()
     log.info("daemon.stopped")

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from config.errors import Problem, SpecError, render_path
+from config.targets import Region
 
 
 class TokenSpec(BaseModel):
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     aws_endpoint_url: str | None = Field(
         default=None, description="send AWS calls here (a local emulator); default: AWS itself"
+    )
+    aws_region: Region | None = Field(
+        default=None,
+        description="AWS region of targets without one; default: boto3's (AWS_REGION, profile)",
     )
 
     @field_validator("listen")
