@@ -19,7 +19,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from strategies.base import TemporaryError
@@ -55,7 +56,8 @@ async def retry_transient(
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(TemporaryError),
         stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(initial=policy.initial, max=policy.maximum),
+        wait=wait_exponential(multiplier=policy.initial, max=policy.maximum)
+        + wait_random(0, policy.initial),
         before_sleep=_log_retry,
         reraise=True,
     )

@@ -192,6 +192,7 @@ _HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 def _handler(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else each response waits ~40 ms for a delayed ACK
 
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
