@@ -34,7 +34,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
 from analysis.cloudwatch import CloudWatchProvider
 from analysis.judges import fmt
@@ -387,9 +386,7 @@ async def run(console: Console) -> int:
 
 
 def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], took: float) -> int:
-    table = Table(title="summary")
-    for column in ("rollout", "version", "expected", "outcome", "why"):
-        table.add_column(column)
+    console.print("\n[bold]summary[/]")
     ok = len(outcomes) == len(PLAN)
     for expected, rollout in zip(PLAN, outcomes, strict=False):
         as_expected = rollout.phase == expected.phase
@@ -397,19 +394,17 @@ def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], to
             as_expected &= rollout.step == 0 and "error-rate" in (rollout.reason or "")
         ok &= as_expected
         mark = "[green]as expected[/]" if as_expected else "[red]NOT as expected[/]"
-        table.add_row(
-            expected.label,
-            expected.version,
-            expected.why,
-            f"{rollout.phase.value} at step {rollout.step + 1} ({mark})",
-            rollout.reason or "",
+        steps = len(rollout.spec.steps)
+        reason = f": {rollout.reason}" if rollout.phase != Phase.SUCCEEDED else ""
+        console.print(
+            f"  rollout {expected.label}, version {expected.version} ({expected.why}): "
+            f"{rollout.phase.value} at step {rollout.step + 1}/{steps}{reason} ({mark})"
         )
-    console.print(table)
     final = describe_alias(alias)
     alias_ok = str(alias["FunctionVersion"]) == "2" and not routing(alias)
     ok &= alias_ok
     console.print(
-        f"alias {ALIAS} now serves: {final} "
+        f"  alias {ALIAS} now serves: {final} "
         + ("(version 2 only, as expected)" if alias_ok else "[red](expected version 2 only)[/]")
     )
     console.print(f"took {took:.1f} s of wall time")

@@ -98,7 +98,8 @@ class AwsProxy:
         with self._lock:
             self._faults.append(fault)
 
-    def count(self, method: str, path: str, status: int | None = None) -> int:
+    def count(self, method: str, path: str, status: int | None = None, ok: bool = False) -> int:
+        """Requests answered so far; ``status`` or ``ok`` (2xx) narrow it down."""
         pattern = re.compile(path)
         with self._lock:
             return sum(
@@ -107,6 +108,7 @@ class AwsProxy:
                 if s.method == method
                 and pattern.search(s.path)
                 and (status is None or s.status == status)
+                and (not ok or 200 <= s.status < 300)
             )
 
     # ------------------------------------------------------------ the proxying
