@@ -61,6 +61,7 @@ class AwsProxy:
         self.revisions: dict[str, str] = {}
         self.dead_letter: dict[tuple[str, str], str] = {}
         self.hold = 0.0
+        self.holding = 0  # alias writes being held right now
         self.seen: list[Seen] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -152,7 +153,11 @@ class AwsProxy:
                 if sent is not None and sent != self._revision(key):
                     return _error(412, "PreconditionFailedException", STALE)
                 if self.hold:
+                    with self._lock:
+                        self.holding += 1
                     time.sleep(self.hold)
+                    with self._lock:
+                        self.holding -= 1
                 status, out_headers, out = self._forward(method, path, headers, body)
                 if status < 300:
                     out = _with(out, RevisionId=self._revision(key, renew=True))
@@ -206,13 +211,16 @@ def _handler(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
                 status, out_headers, out = _error(502, "BadGateway", str(exc))
             with proxy._lock:
                 proxy.seen.append(Seen(self.command, self.path, status))
-            self.send_response(status)
-            for name, value in out_headers:
-                if name.lower() not in _HOP:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            try:
+                self.send_response(status)
+                for name, value in out_headers:
+                    if name.lower() not in _HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+            except OSError:  # the client is gone (a killed daemon): the write still happened
+                self.close_connection = True
 
         do_GET = do_PUT = do_POST = do_DELETE = _any
 

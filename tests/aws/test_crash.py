@@ -184,7 +184,7 @@ async def test_kill_9_during_a_bake_and_during_a_shift_then_the_rollout_finishes
         return any(e.kind == "traffic.shifting" and e.data["weight"] == 50 for e in await events())
 
     await until("the write-ahead traffic.shifting to 50%", shifting_to_50, daemon)
-    await asyncio.sleep(0.5)  # the UpdateAlias is now held by the proxy
+    await until("the UpdateAlias to 50% to be in flight", lambda: moto.proxy.holding, daemon)
     daemon.kill9()
     assert (await events())[-1].kind == "traffic.shifting", "killed before the result was stored"
     assert (await rollout()).phase == Phase.SHIFTING
