@@ -47,6 +47,20 @@ def gate(**fields: Any) -> Gate:
     )
 
 
+def lambda_metric(metric: str, version: str = "{{ canary_version }}") -> dict[str, Any]:
+    """A ``metrics`` entry: the Sum of a Lambda metric of one version behind the alias."""
+    return {
+        "namespace": "AWS/Lambda",
+        "metric": metric,
+        "stat": "Sum",
+        "dimensions": {
+            "FunctionName": "checkout",
+            "Resource": "checkout:live",
+            "ExecutedVersion": version,
+        },
+    }
+
+
 def dimensions(version: str) -> list[dict[str, str]]:
     return [
         {"Name": "FunctionName", "Value": "checkout"},
@@ -151,17 +165,8 @@ async def test_own_metrics_with_a_samples_query_give_value_and_sample_count(
     moto: Moto, counted: Counted
 ) -> None:
     publish(moto, "2", 300, 3)
-    stat = {
-        "namespace": "AWS/Lambda",
-        "stat": "Sum",
-        "dimensions": {
-            "FunctionName": "checkout",
-            "Resource": "checkout:live",
-            "ExecutedVersion": "{{ canary_version }}",
-        },
-    }
     g = gate(
-        metrics={"errors": stat | {"metric": "Errors"}, "calls": stat | {"metric": "Invocations"}},
+        metrics={"errors": lambda_metric("Errors"), "calls": lambda_metric("Invocations")},
         query="errors",
         samples_query="calls",
         max=5,
@@ -198,18 +203,7 @@ async def test_more_queries_than_one_call_takes_are_split_over_calls(
     gates = [
         gate(
             name=f"g{i}",
-            metrics={
-                "e": {
-                    "namespace": "AWS/Lambda",
-                    "metric": "Errors",
-                    "stat": "Sum",
-                    "dimensions": {
-                        "FunctionName": "checkout",
-                        "Resource": "checkout:live",
-                        "ExecutedVersion": str(i),
-                    },
-                }
-            },
+            metrics={"e": lambda_metric("Errors", version=str(i))},
             query="e",
             max=100,
         )
@@ -284,6 +278,16 @@ def stat(id: str, metric: str, stat: str, version: str, returned: bool = True) -
     }
 
 
+def request(*entries: dict[str, Any]) -> dict[str, Any]:
+    """The GetMetricData parameters the provider should send for WINDOW."""
+    return {
+        "MetricDataQueries": list(entries),
+        "StartTime": START,
+        "EndTime": END,
+        "ScanBy": "TimestampDescending",
+    }
+
+
 def answer(**values: list[float]) -> dict[str, Any]:
     return {
         "MetricDataResults": [
@@ -309,17 +313,12 @@ async def test_p95_preset_asks_duration_p95_per_version(
     stubber.add_response(
         "get_metric_data",
         answer(m0=[480.0], m1=[412.5], m2=[9520.0], m3=[388.0]),
-        {
-            "MetricDataQueries": [
-                stat("m0", "Invocations", "Sum", "2"),
-                stat("m1", "Duration", "p95", "2"),
-                stat("m2", "Invocations", "Sum", "1"),
-                stat("m3", "Duration", "p95", "1"),
-            ],
-            "StartTime": START,
-            "EndTime": END,
-            "ScanBy": "TimestampDescending",
-        },
+        request(
+            stat("m0", "Invocations", "Sum", "2"),
+            stat("m1", "Duration", "p95", "2"),
+            stat("m2", "Invocations", "Sum", "1"),
+            stat("m3", "Duration", "p95", "1"),
+        ),
     )
     canary, stable = await provider.query(queries, WINDOW)
     assert isinstance(canary, Measurement)
@@ -333,20 +332,8 @@ async def test_metric_math_is_sent_over_prefixed_ids_and_read_back(
 ) -> None:
     # moto evaluates no arithmetic; the Stubber checks the expression CloudWatch would get.
     stubber, provider = stubbed
-    common = {
-        "namespace": "AWS/Lambda",
-        "stat": "Sum",
-        "dimensions": {
-            "FunctionName": "checkout",
-            "Resource": "checkout:live",
-            "ExecutedVersion": "{{ canary_version }}",
-        },
-    }
     g = gate(
-        metrics={
-            "errors": common | {"metric": "Errors"},
-            "calls": common | {"metric": "Invocations"},
-        },
+        metrics={"errors": lambda_metric("Errors"), "calls": lambda_metric("Invocations")},
         query="100 * errors / calls",
         samples_query="calls",
         max=1,
@@ -354,17 +341,12 @@ async def test_metric_math_is_sent_over_prefixed_ids_and_read_back(
     stubber.add_response(
         "get_metric_data",
         answer(e2=[0.5], e3=[400.0]),
-        {
-            "MetricDataQueries": [
-                stat("m0", "Errors", "Sum", "2", returned=False),
-                stat("m1", "Invocations", "Sum", "2", returned=False),
-                {"Id": "e2", "Expression": "100 * m0 / m1", "ReturnData": True},
-                {"Id": "e3", "Expression": "m1", "ReturnData": True},
-            ],
-            "StartTime": START,
-            "EndTime": END,
-            "ScanBy": "TimestampDescending",
-        },
+        request(
+            stat("m0", "Errors", "Sum", "2", returned=False),
+            stat("m1", "Invocations", "Sum", "2", returned=False),
+            {"Id": "e2", "Expression": "100 * m0 / m1", "ReturnData": True},
+            {"Id": "e3", "Expression": "m1", "ReturnData": True},
+        ),
     )
     [measured] = await provider.query(queries_for(g, ctx()), WINDOW)
     assert measured == Measurement(0.5, samples=400.0)
@@ -375,17 +357,12 @@ async def test_answers_over_several_pages_are_put_together(
 ) -> None:
     stubber, provider = stubbed
     queries = queries_for(gate(preset="lambda-error-rate"), ctx())
-    expected = {
-        "MetricDataQueries": [
-            stat("m0", "Invocations", "Sum", "2"),
-            stat("m1", "Errors", "Sum", "2"),
-            stat("m2", "Invocations", "Sum", "1"),
-            stat("m3", "Errors", "Sum", "1"),
-        ],
-        "StartTime": START,
-        "EndTime": END,
-        "ScanBy": "TimestampDescending",
-    }
+    expected = request(
+        stat("m0", "Invocations", "Sum", "2"),
+        stat("m1", "Errors", "Sum", "2"),
+        stat("m2", "Invocations", "Sum", "1"),
+        stat("m3", "Errors", "Sum", "1"),
+    )
     stubber.add_response(
         "get_metric_data", answer(m0=[100.0], m1=[1.0]) | {"NextToken": "more"}, expected
     )

@@ -2,8 +2,9 @@
 
 The daemon runs as a subprocess against moto's server (through motoproxy's proxy) and a
 SQLite file. There is no HTTP API to start a rollout with yet, so the test writes the new
-rollout into the SQLite file itself, exactly as the engine's ``submit`` stores one, before
-the daemon starts: a starting daemon loads every live rollout from the store and runs it.
+rollout into the SQLite file itself, as the engine's ``submit`` stores one
+(``canary.machine.new_rollout``), before the daemon starts: a starting daemon loads every
+live rollout from the store and runs it.
 
 During the shift, the proxy holds the daemon's UpdateAlias for a few seconds; the daemon
 is killed while the request is in flight, and the request then reaches moto anyway, as a
@@ -28,8 +29,8 @@ import pytest
 from conftest import REGION, Moto
 from helpers import document, lambda_target
 
-from canary.machine import new_targets
-from canary.model import Event, NewEvent, Phase, Rollout, new_rollout_id
+from canary.machine import new_rollout
+from canary.model import Event, Phase, Rollout
 from canary.store.sqlite import SQLiteStore
 
 BAKE = 6.0
@@ -130,15 +131,7 @@ async def test_kill_9_during_a_bake_and_during_a_shift_then_the_rollout_finishes
         analysis={"interval": f"{INTERVAL:g}s"},
     )
     now = datetime.now(UTC)
-    record = Rollout(
-        id=new_rollout_id(now),
-        document=doc,
-        targets=new_targets([(t.key(), t.kind) for t in doc.spec.targets]),
-        created_at=now,
-        updated_at=now,
-        created_by="crash-test",
-    )
-    created = NewEvent(kind="rollout.created", message="created by crash-test", actor="crash-test")
+    record, created = new_rollout(doc, "crash-test", now)  # what Engine.submit stores
     rid = (await store.create(record, [created], now))[0].id
     daemon = Daemon(tmp_path, moto.url)
 

@@ -11,17 +11,9 @@ import time
 import pytest
 from click.testing import CliRunner
 from conftest import REGION, Moto
+from test_cli import GOOD
 
 from canary.cli import cli
-
-GOOD = """\
-apiVersion: canary/v1
-kind: Rollout
-metadata: {name: checkout}
-spec:
-  targets:
-    - {kind: lambda-alias, function: checkout, alias: live, version: "VERSION"}
-"""
 
 
 def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> None:
@@ -77,7 +69,7 @@ def test_validate_preflight_asks_lambda_through_the_daemons_settings(
     monkeypatch.setenv("CANARY_AWS_REGION", REGION)
     path = os.path.join(str(tmp_path), "rollout.yaml")
     with open(path, "w") as f:
-        f.write(GOOD.replace("VERSION", version))
+        f.write(GOOD.replace('version: "2"', f'version: "{version}"'))
     run = CliRunner().invoke(cli, ["validate", "-f", path, "--preflight"])
     assert run.exit_code == code, run.output
     assert expected in run.output

@@ -204,21 +204,23 @@ async def test_an_alias_changed_by_hand_mid_bake_pauses_the_rollout_as_drift(
     assert "traffic.drift" in await rig.events(r)
 
 
+def before_the_25_shift(moto: Moto, **update: Any) -> Hook:
+    """Someone else's UpdateAlias between canary's last read and its shift to 25% (once)."""
+
+    def edit(weight: float) -> None:
+        if weight == 25 and not moto.proxy.count("PUT", ALIAS_PATH, 412):
+            moto.client("lambda").update_alias(FunctionName="checkout", Name="live", **update)
+
+    return edit
+
+
 async def test_a_write_with_a_stale_revision_is_refused_and_a_foreign_split_is_drift(
     aws: AwsClients, moto: Moto
 ) -> None:
     moto.function()
-
-    def race(weight: float) -> None:
-        if weight == 25 and not moto.proxy.count("PUT", ALIAS_PATH, 412):
-            # someone sets 40% between canary's last read and its write
-            moto.client("lambda").update_alias(
-                FunctionName="checkout",
-                Name="live",
-                FunctionVersion="1",
-                RoutingConfig={"AdditionalVersionWeights": {"2": 0.4}},
-            )
-
+    race = before_the_25_shift(
+        moto, FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {"2": 0.4}}
+    )
     rig = Rig(aws, moto, before_shift=race)
     r = await rig.run(spec())
     assert moto.proxy.count("PUT", ALIAS_PATH, 412) == 1, "UpdateAlias carried the old RevisionId"
@@ -231,15 +233,8 @@ async def test_a_stale_revision_over_our_own_split_is_read_again_and_retried(
     aws: AwsClients, moto: Moto
 ) -> None:
     moto.function()
-
-    def touch(weight: float) -> None:
-        if weight == 25 and not moto.proxy.count("PUT", ALIAS_PATH, 412):
-            # ops edit the description only: the revision moves, the split does not
-            moto.client("lambda").update_alias(
-                FunctionName="checkout", Name="live", Description="touched by ops"
-            )
-
-    rig = Rig(aws, moto, before_shift=touch)
+    # Ops edit the description only: the revision moves, the split does not.
+    rig = Rig(aws, moto, before_shift=before_the_25_shift(moto, Description="touched by ops"))
     r = await rig.run(spec())
     assert moto.proxy.count("PUT", ALIAS_PATH, 412) == 1
     assert r.phase == Phase.SUCCEEDED
