@@ -74,3 +74,21 @@ def test_validate_preflight_asks_lambda_through_the_daemons_settings(
     assert run.exit_code == code, run.output
     assert expected in run.output
     assert moto.alias() == ("1", {})
+
+
+def test_a_daemon_loads_boto3_only_when_it_calls_aws() -> None:
+    check = (
+        "import sys\n"
+        "from canary.daemon import build_providers, strategy_context\n"
+        "from config.settings import Settings\n"
+        "from config.spec import parse_text\n"
+        "from strategies.registry import create_strategy\n"
+        "settings = Settings()\n"
+        "build_providers(settings)\n"
+        f"doc = parse_text({GOOD!r})\n"
+        "create_strategy(doc.spec.targets[0], None, strategy_context(settings))\n"
+        "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
