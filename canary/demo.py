@@ -216,9 +216,9 @@ def spec(name: str, version: str) -> RolloutDocument:
                     }
                 ],
                 "steps": [
-                    {"weight": 10, "bake": "6s"},
-                    {"weight": 25, "bake": "6s"},
-                    {"weight": 50, "bake": "6s"},
+                    {"weight": 10, "bake": "5s"},
+                    {"weight": 25, "bake": "5s"},
+                    {"weight": 50, "bake": "5s"},
                     {"weight": 100},
                 ],
                 "analysis": {
@@ -327,7 +327,7 @@ async def run(console: Console) -> int:
         f"[cyan]{FUNCTION}:{ALIAS}[/], offline, against moto (a local AWS emulator)"
     )
     console.print(
-        "Steps and bakes are [bold]compressed to seconds[/] (10/25/50/100%, 6 s bakes, gates "
+        "Steps and bakes are [bold]compressed to seconds[/] (10/25/50/100%, 5 s bakes, gates "
         "every 2 s); a real plan bakes for minutes. Invocations are simulated at "
         f"{INVOCATIONS_PER_SECOND}/s, routed by the alias's weights; per-version Errors and "
         "Invocations go to CloudWatch. Only the error-rate gate runs: moto does not compute "
