@@ -5,10 +5,11 @@ moto cannot show what matters most about a real alias: that a stale RevisionId i
 the weights read back as written. The test runs when both hold:
 
 * AWS credentials are available to boto3 (environment, profile, or instance role), and
-* ``CANARY_AWS_TEST_FUNCTION`` names a function prepared for it: an alias
-  (``CANARY_AWS_TEST_ALIAS``, default ``canary-test``) on one published version, and another
-  published version ``CANARY_AWS_TEST_VERSION`` with the same role and dead-letter config.
-  ``CANARY_AWS_TEST_REGION`` (default: boto3's region) says where.
+* ``REAL_AWS_TEST_FUNCTION`` names a function prepared for it: an alias
+  (``REAL_AWS_TEST_ALIAS``, default ``canary-test``) on one published version, and another
+  published version ``REAL_AWS_TEST_VERSION`` with the same role and dead-letter config.
+  ``REAL_AWS_TEST_REGION`` (default: boto3's region) says where. (Not ``CANARY_*`` names:
+  the daemon's settings refuse ``CANARY_*`` variables they do not know.)
 
 It shifts the alias to 10% and 20%, provokes a 412 with a stale revision, and rolls back,
 so the alias ends where it started. Otherwise it is skipped. That skip is allowed even
@@ -27,10 +28,10 @@ from strategies.aws import AwsClients
 from strategies.base import ConflictError
 from strategies.registry import StrategyContext, create_strategy
 
-FUNCTION = os.environ.get("CANARY_AWS_TEST_FUNCTION")
-ALIAS = os.environ.get("CANARY_AWS_TEST_ALIAS", "canary-test")
-VERSION = os.environ.get("CANARY_AWS_TEST_VERSION", "")
-REGION = os.environ.get("CANARY_AWS_TEST_REGION")
+FUNCTION = os.environ.get("REAL_AWS_TEST_FUNCTION")
+ALIAS = os.environ.get("REAL_AWS_TEST_ALIAS", "canary-test")
+VERSION = os.environ.get("REAL_AWS_TEST_VERSION", "")
+REGION = os.environ.get("REAL_AWS_TEST_REGION")
 
 
 def _credentials() -> bool:
@@ -41,7 +42,7 @@ def _credentials() -> bool:
 
 pytestmark = pytest.mark.skipif(
     not FUNCTION or not VERSION or not _credentials(),
-    reason="real AWS test: set CANARY_AWS_TEST_FUNCTION and CANARY_AWS_TEST_VERSION, with AWS "
+    reason="real AWS test: set REAL_AWS_TEST_FUNCTION and REAL_AWS_TEST_VERSION, with AWS "
     "credentials, to run it (a credentials skip, allowed under CANARY_REQUIRE_SERVICES=1)",
 )
 
