@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
@@ -46,6 +47,8 @@ from config.spec import RolloutDocument, parse_document
 from strategies.aws import AwsClients
 from strategies.lambda_alias import describe_alias, routing
 from strategies.registry import StrategyContext, factory
+
+log = structlog.get_logger("canary.demo")
 
 REGION = "us-east-1"
 FUNCTION = "checkout-demo"
@@ -194,7 +197,10 @@ class TrafficGenerator:
         last = time.monotonic()
         while not stop.is_set():
             now = time.monotonic()
-            await self.tick(now - last)
+            try:
+                await self.tick(now - last)
+            except Exception as exc:  # a lost second of traffic must not end the demo
+                log.error("demo.traffic_failed", error=str(exc))
             last = now
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -366,10 +372,17 @@ async def run(console: Console) -> int:
                         spec(f"demo-{expected.label.lower()}", expected.version), actor="demo"
                     )
                     display.add(rollout, expected.label)
-                    outcome = await asyncio.wait_for(
-                        _until_ended(engine, rollout.id),
-                        BUDGET_SECONDS - (time.monotonic() - started),
-                    )
+                    try:
+                        outcome = await asyncio.wait_for(
+                            _until_ended(engine, rollout.id),
+                            BUDGET_SECONDS - (time.monotonic() - started),
+                        )
+                    except TimeoutError:
+                        console.print(
+                            f"[red]rollout {expected.label} did not end within the demo's "
+                            f"{BUDGET_SECONDS:g} s[/]"
+                        )
+                        break
                     await asyncio.sleep(0.3)  # let the last events reach the timeline
                     outcomes.append(outcome)
         finally:
@@ -388,6 +401,10 @@ async def run(console: Console) -> int:
 def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], took: float) -> int:
     console.print("\n[bold]summary[/]")
     ok = len(outcomes) == len(PLAN)
+    for expected in PLAN[len(outcomes) :]:
+        console.print(
+            f"  rollout {expected.label}, version {expected.version}: [red]did not end[/]"
+        )
     for expected, rollout in zip(PLAN, outcomes, strict=False):
         as_expected = rollout.phase == expected.phase
         if expected.phase == Phase.ROLLED_BACK:
