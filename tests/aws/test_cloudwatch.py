@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import DUMMY, REGION, Moto
+from motohelpers import DUMMY, REGION, Moto
 
 from analysis.base import Measurement, ProviderError, Verdict, Window
 from analysis.cloudwatch import CloudWatchProvider, aligned

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import REGION, Moto
 from helpers import document, lambda_target
+from motohelpers import REGION, Moto
 
 from canary.machine import new_rollout
 from canary.model import Event, Phase, Rollout

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import REGION, Moto
+from motohelpers import REGION, Moto
 from test_cli import GOOD
 
 from canary.cli import cli

@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import REGION, Moto
 from helpers import document, lambda_target
+from motohelpers import REGION, Moto
 
 from analysis.base import Measurement, MetricQuery
 from analysis.scripted import ScriptedProvider
