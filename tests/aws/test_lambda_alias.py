@@ -51,6 +51,11 @@ def spec(
     return document(targets=[lambda_target(function, version, **target)], analysis=analysis)
 
 
+def alias_strategy(aws: AwsClients, stable: str | None = "1", **target: Any) -> Strategy:
+    """The lambda-alias strategy for checkout:live, canary 2, as the engine builds it."""
+    return create_strategy(spec(**target).spec.targets[0], stable, StrategyContext(aws=aws))
+
+
 def healthy(q: MetricQuery) -> Measurement:
     return Measurement(0.001, 1000)
 
@@ -275,7 +280,7 @@ async def test_a_transient_error_botocore_gives_up_on_is_retried_by_the_policy(
         "The operation cannot be performed at this time. An update is in progress",
         times=2,
     )
-    strategy = create_strategy(spec().spec.targets[0], "1", StrategyContext(aws=aws))
+    strategy = alias_strategy(aws)
     assert (await strategy.shift(10)).matches(10)
     assert moto.proxy.count("PUT", ALIAS_PATH, 409) == 2
     assert moto.alias() == ("1", {"2": 0.1})
@@ -286,7 +291,7 @@ async def test_a_transient_error_that_outlasts_the_policy_reaches_the_engine_as_
 ) -> None:
     moto.function()
     moto.proxy.fail("PUT", ALIAS_PATH, 409, "ResourceConflictException", "busy", times=3)
-    strategy = create_strategy(spec().spec.targets[0], "1", StrategyContext(aws=aws))
+    strategy = alias_strategy(aws)
     with pytest.raises(TemporaryError, match="lambda:UpdateAlias failed, AWS answered"):
         await strategy.shift(10)
     assert moto.proxy.count("PUT", ALIAS_PATH, 409) == 3, "3 attempts, then the engine decides"
@@ -364,8 +369,7 @@ async def test_preflight_refuses_with_the_fix_and_changes_nothing(
     if prepare is not None:
         prepare(moto)
     before, writes = moto.alias(), moto.proxy.count("PUT", "/aliases/")
-    target = spec(**{"version": "2"} | fields).spec.targets[0]
-    strategy = create_strategy(target, None, StrategyContext(aws=aws))
+    strategy = alias_strategy(aws, None, **fields)
     with pytest.raises(PermanentError) as refused:
         await strategy.validate()
     assert expected in str(refused.value)
@@ -405,7 +409,7 @@ def test_latest_as_the_canary_is_refused_by_the_spec_itself() -> None:
 async def test_observe_expresses_any_split_of_the_two_versions(aws: AwsClients, moto: Moto) -> None:
     moto.function()
     lam = moto.client("lambda")
-    strategy = create_strategy(spec().spec.targets[0], "1", StrategyContext(aws=aws))
+    strategy = alias_strategy(aws)
 
     def alias(version: str, weights: dict[str, float]) -> None:
         lam.update_alias(
@@ -440,7 +444,7 @@ async def test_access_denied_is_permanent_and_names_the_iam_action(
         "AccessDeniedException",
         "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: lambda:UpdateAlias",
     )
-    strategy = create_strategy(spec().spec.targets[0], "1", StrategyContext(aws=aws))
+    strategy = alias_strategy(aws)
     with pytest.raises(PermanentError) as refused:
         await strategy.shift(10)
     assert "not allowed to call lambda:UpdateAlias" in str(refused.value)
@@ -467,8 +471,7 @@ async def test_a_targets_role_is_assumed_for_its_calls(moto: Moto) -> None:
 
     aws = AwsClients(region=REGION, endpoint_url=moto.url, session_factory=session)
     try:
-        target = spec(role_arn=deployer["Role"]["Arn"]).spec.targets[0]
-        strategy = create_strategy(target, None, StrategyContext(aws=aws))
+        strategy = alias_strategy(aws, None, role_arn=deployer["Role"]["Arn"])
         assert (await strategy.observe()).matches(0)
         assert (await strategy.shift(10)).matches(10)
     finally:
