@@ -37,6 +37,7 @@ class MetricQuery:
 
     ``variables`` fill templates: ``canary_version``, ``stable_version``, ``weight``, the
     target's fields. ``elapsed`` is seconds since the rollout started (for scripted runs).
+    ``samples`` is an expression for the sample count, asked on the canary side only.
     """
 
     gate: str
@@ -46,6 +47,10 @@ class MetricQuery:
     variables: Mapping[str, str] = field(default_factory=dict)
     weight: float = 0.0
     elapsed: float = 0.0
+    # The gate's named metric stats (cloudwatch ``metrics``) and, on the canary side, its
+    # ``samples_query``: plain data, for the provider to use as it sees fit.
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    samples: str | None = None
 
 
 @dataclass(frozen=True)

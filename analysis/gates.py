@@ -33,6 +33,7 @@ def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
     sides: list[tuple[str, str | None]] = [("canary", gate.query)]
     if gate.stable_query is not None or gate.preset is not None:
         sides.append(("stable", gate.stable_query))
+    metrics = {k: v.model_dump() for k, v in (gate.metrics or {}).items()}
     return [
         MetricQuery(
             gate=gate.name,
@@ -42,6 +43,8 @@ def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
             variables=ctx.variables,
             weight=ctx.weight,
             elapsed=ctx.elapsed,
+            metrics=metrics,
+            samples=gate.samples_query if side == "canary" else None,
         )
         for side, expression in sides
     ]

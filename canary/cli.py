@@ -72,19 +72,23 @@ def validate(path: str, preflight: bool, output: str) -> None:
 
 
 async def _preflight(document: Any) -> list[str]:
+    from canary.daemon import strategy_context
     from config.settings import load_settings
     from strategies.base import StrategyError
-    from strategies.registry import StrategyContext, create_strategy
+    from strategies.registry import create_strategy
 
-    settings = load_settings()
-    context = StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)
+    context = strategy_context(load_settings())
     problems = []
-    for index, target in enumerate(document.spec.targets):
-        try:
-            strategy = create_strategy(target, None, context)
-            await strategy.validate()
-        except StrategyError as exc:
-            problems.append(f"spec.targets[{index}] ({target.key()}): {exc}")
+    try:
+        for index, target in enumerate(document.spec.targets):
+            try:
+                strategy = create_strategy(target, None, context)
+                await strategy.validate()
+            except StrategyError as exc:
+                problems.append(f"spec.targets[{index}] ({target.key()}): {exc}")
+    finally:
+        if context.aws is not None:
+            context.aws.close()
     return problems
 
 
@@ -139,6 +143,15 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
     if expect is not None and result.rollout.phase.value != expect:
         click.echo(f"expected {expect}, got {result.rollout.phase.value}", err=True)
         sys.exit(EXIT_OUTCOME)
+
+
+@cli.command()
+@_friendly
+def demo() -> None:
+    """Two Lambda rollouts against a local AWS emulator: one promoted, one rolled back."""
+    from canary.demo import main as run_demo
+
+    sys.exit(run_demo())
 
 
 cli.add_command(rollout)

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from analysis.base import MetricProvider
+from analysis.cloudwatch import CloudWatchProvider
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
@@ -26,6 +27,7 @@ from canary.metrics import Metrics
 from canary.store import open_store
 from config.errors import SpecError
 from config.settings import Settings
+from strategies.aws import AwsClients
 from strategies.registry import StrategyContext, StrategyFactory, factory
 
 log = structlog.get_logger("canary.daemon")
@@ -61,9 +63,20 @@ def lock_store(store_url: str) -> IO[str] | None:
     return handle
 
 
-def build_providers(settings: Settings) -> dict[str, MetricProvider]:
+def aws_clients(settings: Settings) -> AwsClients:
+    """The daemon's one set of boto3 clients and thread pool (boto3 loads on first use)."""
+    return AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+def strategy_context(settings: Settings, aws: AwsClients | None = None) -> StrategyContext:
+    return StrategyContext(
+        aws_endpoint_url=settings.aws_endpoint_url, aws=aws or aws_clients(settings)
+    )
+
+
+def build_providers(settings: Settings, aws: AwsClients | None = None) -> dict[str, MetricProvider]:
     """The metric providers this daemon can ask; gates naming others are ERROR."""
-    return {}
+    return {"cloudwatch": CloudWatchProvider(aws or aws_clients(settings))}
 
 
 def check_access(settings: Settings) -> None:
@@ -109,10 +122,9 @@ def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, M
 
 async def run_daemon(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
-    strategies: StrategyFactory = factory(
-        StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)
-    )
-    providers = build_providers(settings)
+    aws = aws_clients(settings)  # boto3 itself loads on the first AWS call
+    strategies: StrategyFactory = factory(strategy_context(settings, aws))
+    providers = build_providers(settings, aws)
     try:
         check_access(settings)
         if settings.strategies == "memory":
@@ -153,6 +165,7 @@ async def run_daemon(settings: Settings) -> int:
     await engine.stop()
     await runner.cleanup()
     await store.close()
+    aws.close()
     if lock is not None:
         lock.close()
     log.info("daemon.stopped")

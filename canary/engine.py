@@ -42,9 +42,9 @@ from canary.machine import (
     apply,
     decide,
     intent,
-    new_targets,
+    new_rollout,
 )
-from canary.model import Event, NewEvent, Rollout, new_rollout_id
+from canary.model import Event, Rollout
 from canary.observer import Observer, observed_factory, observed_providers, safely
 from canary.store.base import NotFound, Store
 from config.spec import RolloutDocument
@@ -159,22 +159,7 @@ class Engine:
     ) -> Rollout:
         """Store a new rollout (refused if a live one holds a target) and start it."""
         now = self.clock.now()
-        rollout = Rollout(
-            id=new_rollout_id(now),
-            document=document,
-            targets=new_targets([(t.key(), t.kind) for t in document.spec.targets]),
-            created_at=now,
-            updated_at=now,
-            created_by=actor,
-            idempotency_key=idempotency_key,
-        )
-        created = NewEvent(
-            kind="rollout.created",
-            message=f"created by {actor}: {document.metadata.name}, plan "
-            f"{document.describe_plan()}",
-            actor=actor,
-            data={"build": document.metadata.build},
-        )
+        rollout, created = new_rollout(document, actor, now, idempotency_key)
         rollout, events = await self.store.create(rollout, [created], now)
         self._publish(rollout, events)
         self._spawn(rollout.id)

@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 from analysis.base import Verdict
 from analysis.judges import GateResult
-from canary.model import Counters, NewEvent, Phase, Rollout, TargetState
+from canary.model import Counters, NewEvent, Phase, Rollout, TargetState, new_rollout_id
 from config.durations import format_duration
+from config.spec import RolloutDocument
 from strategies.base import TrafficSplit
 
 RETRY_BASE = 5.0
@@ -747,3 +748,25 @@ def _cmd_abort(r: Rollout, c: Command, now: datetime) -> Transition:
 
 def new_targets(keys_kinds: Sequence[tuple[str, str]]) -> tuple[TargetState, ...]:
     return tuple(TargetState(key=k, kind=kind) for k, kind in keys_kinds)
+
+
+def new_rollout(
+    document: RolloutDocument, actor: str, now: datetime, idempotency_key: str | None = None
+) -> tuple[Rollout, NewEvent]:
+    """A new rollout record and the event of its creation, for ``Store.create``."""
+    rollout = Rollout(
+        id=new_rollout_id(now),
+        document=document,
+        targets=new_targets([(t.key(), t.kind) for t in document.spec.targets]),
+        created_at=now,
+        updated_at=now,
+        created_by=actor,
+        idempotency_key=idempotency_key,
+    )
+    created = _ev(
+        "rollout.created",
+        f"created by {actor}: {document.metadata.name}, plan {document.describe_plan()}",
+        actor=actor,
+        build=document.metadata.build,
+    )
+    return rollout, created

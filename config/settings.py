@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from config.errors import Problem, SpecError, render_path
+from config.targets import Region
 
 
 class TokenSpec(BaseModel):
@@ -68,6 +69,10 @@ class Settings(BaseSettings):
     scenario: Path | None = Field(
         default=None,
         description="answer every gate from this scenario file (with strategies=memory only)",
+    )
+    aws_region: Region | None = Field(
+        default=None,
+        description="AWS region of targets without one; default: boto3's (AWS_REGION, profile)",
     )
 
     @field_validator("listen")

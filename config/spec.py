@@ -17,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from config import metricmath
 from config.durations import Duration, format_duration
 from config.errors import Problem, SpecError, problems_from_validation
 from config.targets import StrictModel, Target
@@ -83,6 +84,17 @@ def default_steps() -> list[Step]:
     ]
 
 
+class CloudWatchMetric(StrictModel):
+    """One CloudWatch metric statistic, named by its id in a cloudwatch gate's ``metrics``."""
+
+    namespace: str = Field(min_length=1, description="e.g. AWS/Lambda")
+    metric: str = Field(min_length=1, description="the metric name, e.g. Errors")
+    stat: str = Field(min_length=1, description="Sum, Average, Maximum, SampleCount, p95, ...")
+    dimensions: dict[str, str] = Field(
+        default_factory=dict, description="values may use {{ canary_version }} and the like"
+    )
+
+
 class Gate(StrictModel):
     """One metric check, judged at every analysis interval during a bake."""
 
@@ -97,10 +109,21 @@ class Gate(StrictModel):
     min: float | None = Field(default=None, allow_inf_nan=False)
     min_samples: int = Field(default=0, ge=0, description="fewer samples: INCONCLUSIVE")
     window: Duration = Field(default=300.0, description="how far back each query looks")
+    metrics: dict[str, CloudWatchMetric] | None = Field(
+        default=None,
+        description="cloudwatch: metric stats, by id, that query, stable_query and "
+        "samples_query use as metric math",
+    )
+    samples_query: str | None = Field(
+        default=None,
+        min_length=1,
+        description="your query's sample count for the canary (e.g. its invocations); "
+        "min_samples needs it",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Gate:
-        found: list[tuple[tuple[str | int, ...], str]] = []
+        found: list[tuple[tuple[str | int, ...], str]] = self._metric_problems()
         if (self.query is None) == (self.preset is None):
             found.append(
                 (
@@ -128,6 +151,42 @@ class Gate(StrictModel):
         if found:
             raise problems(*found)
         return self
+
+    def _metric_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if self.samples_query is not None and self.preset is not None:
+            found.append(
+                (("samples_query",), "a preset counts its own samples; remove samples_query")
+            )
+        if self.metrics is None:
+            return found
+        if self.provider != "cloudwatch":
+            found.append((("metrics",), "metrics are for the cloudwatch provider only"))
+            return found
+        if self.preset is not None:
+            found.append((("metrics",), "metrics are for your own query; a preset has its own"))
+        for name in self.metrics:
+            if not metricmath.valid_id(name):
+                found.append(
+                    (
+                        ("metrics", name),
+                        f"{name!r} is not an id CloudWatch accepts; start with a lower-case "
+                        "letter, then letters, digits and _",
+                    )
+                )
+        defined = ", ".join(self.metrics) or "none"
+        for field in ("query", "stable_query", "samples_query"):
+            expression = getattr(self, field)
+            for name in metricmath.ids_in(expression or ""):
+                if name not in self.metrics:
+                    found.append(
+                        (
+                            (field,),
+                            f"uses {name!r}, which is not one of the metrics (defined: "
+                            f"{defined}); define it under metrics or fix the name",
+                        )
+                    )
+        return found
 
 
 class Analysis(StrictModel):
@@ -365,6 +424,7 @@ def known_field_names() -> Sequence[str]:
         Step,
         Analysis,
         Gate,
+        CloudWatchMetric,
         Notify,
         SlackNotify,
         targets.LambdaAliasTarget,

@@ -9,9 +9,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from config.targets import TARGET_KINDS, Target
 from strategies.base import NotImplementedKind, Strategy
+
+if TYPE_CHECKING:
+    from strategies.aws import AwsClients
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,9 @@ class StrategyContext:
     """What every strategy may need from the daemon's settings."""
 
     aws_endpoint_url: str | None = None
+    # The daemon's shared boto3 clients and thread pool; AWS strategies make their own
+    # (from aws_endpoint_url) when this is None.
+    aws: AwsClients | None = None
 
 
 Builder = Callable[[Target, str | None, StrategyContext], Strategy]
@@ -26,7 +33,9 @@ StrategyFactory = Callable[[Target, str | None], Strategy]
 
 # kind -> "module:function" of its builder, imported on first use so that a daemon (or a
 # simulation) never pays for an SDK it does not drive.
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "lambda-alias": "strategies.lambda_alias:build",
+}
 
 _BUILDERS: dict[str, Builder] = {}
 

@@ -1,0 +1,284 @@
+"""CloudWatch gates: one GetMetricData call answers every gate of an evaluation.
+
+GetMetricData takes up to 500 queries over one time range, so the queries of one
+evaluation (per region and window: ``analysis.gates`` groups by window) go out as one call,
+split only past that limit. Identical metric stats asked by several gates are asked once.
+
+Presets read what Lambda publishes for alias invocations: the dimensions ``FunctionName``,
+``Resource`` (``function:alias``) and ``ExecutedVersion``, so each version behind the alias
+is measured on its own. ``lambda-error-rate`` asks the Sum of ``Errors`` and of
+``Invocations`` and divides client-side; the invocation count is the sample size.
+``lambda-p95-duration`` asks ``Duration`` at ``p95`` (milliseconds). Both are asked for the
+canary and for the stable version. Your own queries are metric math over the gate's
+``metrics`` (ids are prefixed so that gates cannot collide), or any standalone expression
+(``SEARCH(...)``, a Metrics Insights ``SELECT``).
+
+CloudWatch keeps Lambda metrics per minute, so the window is widened to whole minutes:
+from the start of the minute it begins in to the end of the current minute, at least one
+minute. The whole window is one period, so each query has one value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol
+
+from analysis.base import Measurement, MetricQuery, ProviderError, Window
+from analysis.templates import render
+from config import metricmath
+
+MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+LAMBDA = "AWS/Lambda"
+MINUTE = 60
+
+
+class AwsAccess(Protocol):
+    """What the provider needs from the daemon's AWS clients (``strategies.aws.AwsClients``)."""
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        *,
+        region: str | None = None,
+        role_arn: str | None = None,
+        **params: Any,
+    ) -> dict[str, Any]: ...
+
+
+def aligned(window: Window) -> tuple[datetime, datetime]:
+    """``window`` widened to whole minutes, at least one."""
+    start = window.start.replace(second=0, microsecond=0)
+    end = window.end.replace(second=0, microsecond=0)
+    if end < window.end:
+        end += timedelta(seconds=MINUTE)
+    if (end - start).total_seconds() < MINUTE:
+        start = end - timedelta(seconds=MINUTE)
+    return start, end
+
+
+Answers = Mapping[str, list[float]]
+Reader = Callable[[Answers], Measurement]
+
+
+class _Call:
+    """The MetricDataQueries of one GetMetricData call, identical stats asked once."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.entries: list[dict[str, Any]] = []
+        self._stats: dict[str, dict[str, Any]] = {}
+
+    def stat(
+        self, namespace: str, metric: str, stat: str, dimensions: Mapping[str, str], returned: bool
+    ) -> str:
+        key = json.dumps([namespace, metric, stat, sorted(dimensions.items())])
+        entry = self._stats.get(key)
+        if entry is None:
+            entry = {
+                "Id": f"m{len(self._stats)}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": namespace,
+                        "MetricName": metric,
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+                    },
+                    "Period": self.period,
+                    "Stat": stat,
+                },
+                "ReturnData": returned,
+            }
+            self._stats[key] = entry
+            self.entries.append(entry)
+        entry["ReturnData"] = entry["ReturnData"] or returned
+        return str(entry["Id"])
+
+    def expression(self, expression: str) -> str:
+        entry: dict[str, Any] = {"Id": f"e{len(self.entries)}", "Expression": expression}
+        if expression.lstrip().upper().startswith("SELECT"):
+            entry["Period"] = self.period  # Metrics Insights queries need one
+        entry["ReturnData"] = True
+        self.entries.append(entry)
+        return str(entry["Id"])
+
+
+def _total(values: list[float] | None) -> float | None:
+    return math.fsum(values) if values else None
+
+
+def _latest(values: list[float] | None) -> float | None:
+    return values[0] if values else None  # answers come newest first
+
+
+def _lambda_dimensions(query: MetricQuery) -> tuple[dict[str, str], str]:
+    v = query.variables
+    if not v.get("function") or not v.get("alias"):
+        raise ProviderError(f"the {query.preset} preset needs a lambda-alias target")
+    version = v.get("canary_version" if query.side == "canary" else "stable_version", "")
+    dimensions = {
+        "FunctionName": v["function"],
+        "Resource": f"{v['function']}:{v['alias']}",
+        "ExecutedVersion": version,
+    }
+    return dimensions, version
+
+
+def _preset(query: MetricQuery, call: _Call) -> Reader:
+    dimensions, version = _lambda_dimensions(query)
+    if not version:
+        return lambda _: Measurement(None, detail={"why": "no stable version recorded yet"})
+    invocations = call.stat(LAMBDA, "Invocations", "Sum", dimensions, True)
+    if query.preset == "lambda-error-rate":
+        errors = call.stat(LAMBDA, "Errors", "Sum", dimensions, True)
+
+        def error_rate(answers: Answers) -> Measurement:
+            count, failed = _total(answers.get(invocations)), _total(answers.get(errors))
+            seen = {"version": version, "invocations": count, "errors": failed}
+            if not count or failed is None:
+                return Measurement(None, samples=count or 0.0, detail=seen)
+            return Measurement(failed / count, samples=count, detail=seen)
+
+        return error_rate
+    if query.preset == "lambda-p95-duration":
+        p95 = call.stat(LAMBDA, "Duration", "p95", dimensions, True)
+
+        def duration(answers: Answers) -> Measurement:
+            count = _total(answers.get(invocations))
+            value = _latest(answers.get(p95))
+            seen = {"version": version, "invocations": count}
+            return Measurement(value, samples=count or 0.0, detail=seen)
+
+        return duration
+    raise ProviderError(f"unknown cloudwatch preset {query.preset!r}")
+
+
+def _expression(text: str, query: MetricQuery, call: _Call, ids: Mapping[str, str]) -> str:
+    return call.expression(metricmath.rename_ids(render(text, query.variables), ids))
+
+
+def _own(query: MetricQuery, call: _Call) -> Reader:
+    if query.expression is None:
+        return lambda _: Measurement(None, detail={"why": "the gate has no stable_query"})
+    ids: dict[str, str] = {}
+    for name, m in query.metrics.items():
+        ids[name] = call.stat(
+            render(str(m["namespace"]), query.variables),
+            render(str(m["metric"]), query.variables),
+            render(str(m["stat"]), query.variables),
+            {k: render(str(v), query.variables) for k, v in dict(m["dimensions"]).items()},
+            False,
+        )
+    value = _expression(query.expression, query, call, ids)
+    samples = _expression(query.samples, query, call, ids) if query.samples else None
+
+    def read(answers: Answers) -> Measurement:
+        count = _latest(answers.get(samples)) if samples else None
+        return Measurement(_latest(answers.get(value)), samples=count)
+
+    return read
+
+
+def plan(query: MetricQuery, call: _Call) -> Reader:
+    """Add what ``query`` needs to ``call``; the reader turns the answers into a Measurement."""
+    return _preset(query, call) if query.preset is not None else _own(query, call)
+
+
+class CloudWatchProvider:
+    kind: ClassVar[str] = "cloudwatch"
+
+    def __init__(self, aws: AwsAccess) -> None:
+        self.aws = aws
+
+    async def query(
+        self, queries: Sequence[MetricQuery], window: Window
+    ) -> Sequence[Measurement | ProviderError]:
+        start, end = aligned(window)
+        period = int((end - start).total_seconds())
+        results: list[Measurement | ProviderError | None] = [None] * len(queries)
+        groups: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
+        for index, q in enumerate(queries):
+            groups[(q.variables.get("region"), q.variables.get("role_arn"))].append(index)
+
+        async def ask(
+            region: str | None, role_arn: str | None, call: _Call, readers: dict[int, Reader]
+        ) -> None:
+            try:
+                answers = await self._get(call, start, end, region, role_arn)
+            except ProviderError as exc:
+                for index in readers:
+                    results[index] = exc
+                return
+            for index, read in readers.items():
+                results[index] = read(answers)
+
+        jobs = []
+        for (region, role_arn), indexes in groups.items():
+            for call, readers in self._pack(queries, indexes, period, results):
+                jobs.append(ask(region, role_arn, call, readers))
+        await asyncio.gather(*jobs)
+        return [r if r is not None else ProviderError("not asked") for r in results]
+
+    @staticmethod
+    def _pack(
+        queries: Sequence[MetricQuery],
+        indexes: list[int],
+        period: int,
+        results: list[Measurement | ProviderError | None],
+    ) -> list[tuple[_Call, dict[int, Reader]]]:
+        """Queries into calls of at most MAX_QUERIES_PER_CALL entries each."""
+        calls: list[tuple[_Call, dict[int, Reader]]] = []
+        for index in indexes:
+            try:
+                size = len(_sized(queries[index], period))
+            except ProviderError as exc:
+                results[index] = exc
+                continue
+            if not calls or len(calls[-1][0].entries) + size > MAX_QUERIES_PER_CALL:
+                calls.append((_Call(period), {}))
+            call, readers = calls[-1]
+            readers[index] = plan(queries[index], call)
+        return [(c, r) for c, r in calls if c.entries or r]
+
+    async def _get(
+        self, call: _Call, start: datetime, end: datetime, region: str | None, role_arn: str | None
+    ) -> dict[str, list[float]]:
+        answers: dict[str, list[float]] = defaultdict(list)
+        if not call.entries:
+            return answers
+        params: dict[str, Any] = {
+            "MetricDataQueries": call.entries,
+            "StartTime": start,
+            "EndTime": end,
+            "ScanBy": "TimestampDescending",
+        }
+        while True:
+            try:
+                page = await self.aws.call(
+                    "cloudwatch", "get_metric_data", region=region, role_arn=role_arn, **params
+                )
+            except Exception as exc:
+                raise ProviderError(str(exc)) from None
+            for result in page.get("MetricDataResults", []):
+                status = result.get("StatusCode")
+                if status in ("InternalError", "Forbidden"):
+                    messages = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    raise ProviderError(
+                        f"GetMetricData answered {status} for {result['Id']}: {messages}"
+                    )
+                answers[result["Id"]].extend(float(v) for v in result.get("Values", []))
+            token = page.get("NextToken")
+            if not token:
+                return answers
+            params["NextToken"] = token
+
+
+def _sized(query: MetricQuery, period: int) -> list[dict[str, Any]]:
+    """The entries ``query`` alone would add (an upper bound once stats are shared)."""
+    scratch = _Call(period)
+    plan(query, scratch)
+    return scratch.entries

@@ -1,0 +1,445 @@
+"""``canary demo``: two real rollouts of a Lambda alias, offline, in well under 90 seconds.
+
+Everything that decides is the production code: the engine on the real clock, the SQLite
+store, the lambda-alias strategy and the CloudWatch provider through boto3, over HTTP. Only
+AWS is stood in for, by moto's server started in this process. Lambda functions cannot run
+there, so invocations are simulated: a traffic generator reads the alias's weights every
+second, routes that second's invocations by them, and publishes per-version
+``Invocations``, ``Errors`` and ``Duration`` to CloudWatch with the dimensions Lambda uses.
+Version 2 is healthy; version 3 fails 8% of its invocations.
+
+Rollout A (version 2) is promoted through every step; rollout B (version 3) is rolled back
+at its first step by the error-rate gate. Steps and bakes are compressed to seconds. The
+p95 gate of the shipped example is left out: moto does not compute percentiles.
+
+The store is SQLite in a temporary directory, not memory: it is what ``canary serve`` runs
+on by default, so the demo goes through the same write-ahead path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from analysis.cloudwatch import CloudWatchProvider
+from analysis.judges import fmt
+from canary import logs
+from canary.clock import RealClock
+from canary.engine import Engine, EngineOptions
+from canary.model import Event, Phase, Rollout
+from canary.store.sqlite import SQLiteStore
+from config.spec import RolloutDocument, parse_document
+from strategies.aws import AwsClients
+from strategies.lambda_alias import describe_alias, routing
+from strategies.registry import StrategyContext, factory
+
+log = structlog.get_logger("canary.demo")
+
+REGION = "us-east-1"
+FUNCTION = "checkout-demo"
+ALIAS = "live"
+ERROR_RATES = {"1": 0.002, "2": 0.003, "3": 0.08}
+DURATIONS_MS = {"1": 120.0, "2": 112.0, "3": 131.0}
+INVOCATIONS_PER_SECOND = 200
+BUDGET_SECONDS = 85.0
+
+HANDLER = "def handler(event, context):\n    return {'statusCode': 200}\n"
+
+
+def handler_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", HANDLER)
+    return buffer.getvalue()
+
+
+def create_function(
+    lam: Any, iam: Any, name: str = FUNCTION, versions: int = 3, alias: str = ALIAS
+) -> str:
+    """A function with published versions 1..``versions`` and ``alias`` on version 1.
+
+    Returns the execution role's ARN. Each version gets its own description, since Lambda
+    (and moto) publish a new version only when something changed.
+    """
+    role = iam.create_role(
+        RoleName=f"{name}-role",
+        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
+    )["Role"]["Arn"]
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": handler_zip()},
+    )
+    for number in range(1, versions + 1):
+        lam.update_function_configuration(FunctionName=name, Description=f"build {number}")
+        lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name=alias, FunctionVersion="1")
+    return str(role)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a free port of this machine, for as long as the block runs."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def offline_clients(endpoint_url: str) -> AwsClients:
+    """boto3 clients for a local emulator, with dummy credentials: never real AWS."""
+
+    def session() -> Any:
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id="demo", aws_secret_access_key="demo", region_name=REGION
+        )
+
+    return AwsClients(region=REGION, endpoint_url=endpoint_url, session_factory=session)
+
+
+@dataclass
+class TrafficGenerator:
+    """Simulated invocations that follow the alias, published as Lambda's metrics."""
+
+    aws: AwsClients
+    function: str = FUNCTION
+    alias: str = ALIAS
+    per_second: float = INVOCATIONS_PER_SECOND
+    error_rates: dict[str, float] = field(default_factory=lambda: dict(ERROR_RATES))
+    ticks: int = 0
+    _carry: dict[str, float] = field(default_factory=dict)
+
+    def _take(self, key: str, amount: float) -> int:
+        """Whole units of a running fractional total: exact rates without randomness."""
+        total = self._carry.get(key, 0.0) + amount
+        whole = math.floor(total)
+        self._carry[key] = total - whole
+        return whole
+
+    async def tick(self, seconds: float) -> dict[str, int]:
+        alias = await self.aws.call(
+            "lambda", "get_alias", FunctionName=self.function, Name=self.alias
+        )
+        weights = routing(alias)
+        shares = {str(alias["FunctionVersion"]): 1.0 - sum(weights.values()), **weights}
+        data: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for version, share in shares.items():
+            calls = self._take(f"calls-{version}", self.per_second * seconds * share)
+            if calls <= 0:
+                continue
+            errors = self._take(f"errors-{version}", calls * self.error_rates.get(version, 0.0))
+            counts[version] = calls
+            dimensions = [
+                {"Name": "FunctionName", "Value": self.function},
+                {"Name": "Resource", "Value": f"{self.function}:{self.alias}"},
+                {"Name": "ExecutedVersion", "Value": version},
+            ]
+            duration = DURATIONS_MS.get(version, 100.0)
+            data += [
+                {
+                    "MetricName": "Invocations",
+                    "Dimensions": dimensions,
+                    "Value": calls,
+                    "Unit": "Count",
+                },
+                {
+                    "MetricName": "Errors",
+                    "Dimensions": dimensions,
+                    "Value": errors,
+                    "Unit": "Count",
+                },
+                {
+                    "MetricName": "Duration",
+                    "Dimensions": dimensions,
+                    "StatisticValues": {
+                        "SampleCount": calls,
+                        "Sum": duration * calls,
+                        "Minimum": duration * 0.5,
+                        "Maximum": duration * 3,
+                    },
+                    "Unit": "Milliseconds",
+                },
+            ]
+        if data:
+            await self.aws.call(
+                "cloudwatch", "put_metric_data", Namespace="AWS/Lambda", MetricData=data
+            )
+        self.ticks += 1
+        return counts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                await self.tick(now - last)
+            except Exception as exc:  # a lost second of traffic must not end the demo
+                log.error("demo.traffic_failed", error=str(exc))
+            last = now
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+def spec(name: str, version: str) -> RolloutDocument:
+    return parse_document(
+        {
+            "apiVersion": "canary/v1",
+            "kind": "Rollout",
+            "metadata": {"name": name},
+            "spec": {
+                "targets": [
+                    {
+                        "kind": "lambda-alias",
+                        "function": FUNCTION,
+                        "alias": ALIAS,
+                        "version": version,
+                    }
+                ],
+                "steps": [
+                    {"weight": 10, "bake": "5s"},
+                    {"weight": 25, "bake": "5s"},
+                    {"weight": 50, "bake": "5s"},
+                    {"weight": 100},
+                ],
+                "analysis": {
+                    "interval": "2s",
+                    "gates": [
+                        {
+                            "name": "error-rate",
+                            "provider": "cloudwatch",
+                            "preset": "lambda-error-rate",
+                            "max": 0.02,
+                            "min_samples": 30,
+                            "window": "1m",
+                        }
+                    ],
+                    "failure_limit": 0,
+                    "inconclusive_limit": 5,
+                },
+            },
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Expected:
+    label: str
+    version: str
+    phase: Phase
+    why: str
+
+
+PLAN = (
+    Expected("A", "2", Phase.SUCCEEDED, "healthy: promoted through 10 → 25 → 50 → 100%"),
+    Expected(
+        "B", "3", Phase.ROLLED_BACK, "8% errors: rolled back at step 1 by the error-rate gate"
+    ),
+)
+
+
+def _gates(event: Event) -> str:
+    parts = []
+    for result in event.data.get("results", []):
+        text = result["explanation"]
+        if result.get("samples") is not None:
+            text += f" [n={fmt(result['samples'])}]"
+        parts.append(text)
+    return "gates: " + " · ".join(parts)
+
+
+class Display:
+    """The live timeline: a progress bar per rollout and one line per decision."""
+
+    def __init__(self, console: Console, started: float) -> None:
+        self.console = console
+        self.started = started
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.completed:>3.0f}%"),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.labels: dict[str, str] = {}
+
+    def add(self, rollout: Rollout, label: str) -> None:
+        self.labels[rollout.id] = label
+        description = f"rollout {label} (version {rollout.spec.targets[0].canary_version})"
+        self.tasks[rollout.id] = self.progress.add_task(description, total=100, status="pending")
+
+    def show(self, rollout: Rollout, events: list[Event]) -> None:
+        label = self.labels.get(rollout.id, "?")
+        steps = len(rollout.spec.steps)
+        for event in events:
+            if event.kind in ("traffic.shifting", "promotion.calling", "rollback.calling"):
+                continue
+            text = _gates(event) if event.kind == "analysis.evaluated" else event.message
+            self.progress.console.print(
+                f"[dim]{time.monotonic() - self.started:5.1f}s[/]  {label}  "
+                f"step {event.step}/{steps}  {event.weight:>4g}%  {text}",
+                highlight=False,
+            )
+        task = self.tasks.get(rollout.id)
+        if task is not None:
+            status = f"{rollout.phase.value}, step {rollout.step + 1}/{steps}"
+            self.progress.update(task, completed=rollout.weight, status=status)
+
+
+async def _until_ended(engine: Engine, rollout_id: str) -> Rollout:
+    while True:
+        r = await engine.store.get(rollout_id)
+        if r.phase.terminal:
+            return r
+        await asyncio.sleep(0.2)
+
+
+async def _follow(queue: asyncio.Queue[tuple[Rollout, list[Event]]], display: Display) -> None:
+    while True:
+        rollout, events = await queue.get()
+        display.show(rollout, events)
+
+
+async def run(console: Console) -> int:
+    started = time.monotonic()
+    console.print(
+        "[bold]canary demo[/]: two rollouts of the Lambda alias "
+        f"[cyan]{FUNCTION}:{ALIAS}[/], offline, against moto (a local AWS emulator)"
+    )
+    console.print(
+        "Steps and bakes are [bold]compressed to seconds[/] (10/25/50/100%, 5 s bakes, gates "
+        "every 2 s); a real plan bakes for minutes. Invocations are simulated at "
+        f"{INVOCATIONS_PER_SECOND}/s, routed by the alias's weights; per-version Errors and "
+        "Invocations go to CloudWatch. Only the error-rate gate runs: moto does not compute "
+        "percentiles, so the p95 latency gate is left out.\n"
+    )
+    with moto_server() as endpoint, tempfile.TemporaryDirectory() as tmp:
+        aws = offline_clients(endpoint)
+        store = SQLiteStore(Path(tmp) / "canary.db")
+        engine = Engine(
+            store,
+            RealClock(),
+            factory(StrategyContext(aws_endpoint_url=endpoint, aws=aws)),
+            {"cloudwatch": CloudWatchProvider(aws)},
+            options=EngineOptions(backend_timeout=20.0, provider_timeout=10.0, step_retry=1.0),
+        )
+        await aws.run(lambda: create_function(aws.client("lambda"), aws.client("iam")))
+        console.print(
+            f"set up: function {FUNCTION} with versions 1, 2, 3; alias {ALIAS} → version 1 "
+            f"(error rates: {', '.join(f'v{v} {r:.1%}' for v, r in ERROR_RATES.items())})\n"
+        )
+        traffic = TrafficGenerator(aws)
+        await traffic.tick(0.0)
+        stop = asyncio.Event()
+        display = Display(console, started)
+        queue = engine.subscribe()
+        await engine.start()
+        outcomes: list[Rollout] = []
+        tasks = [
+            asyncio.create_task(traffic.run(stop)),
+            asyncio.create_task(_follow(queue, display)),
+        ]
+        try:
+            with display.progress:
+                for expected in PLAN:
+                    rollout = await engine.submit(
+                        spec(f"demo-{expected.label.lower()}", expected.version), actor="demo"
+                    )
+                    display.add(rollout, expected.label)
+                    try:
+                        outcome = await asyncio.wait_for(
+                            _until_ended(engine, rollout.id),
+                            BUDGET_SECONDS - (time.monotonic() - started),
+                        )
+                    except TimeoutError:
+                        console.print(
+                            f"[red]rollout {expected.label} did not end within the demo's "
+                            f"{BUDGET_SECONDS:g} s[/]"
+                        )
+                        break
+                    await asyncio.sleep(0.3)  # let the last events reach the timeline
+                    outcomes.append(outcome)
+        finally:
+            stop.set()
+            for task in tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            engine.unsubscribe(queue)
+            await engine.stop()
+            alias = await aws.call("lambda", "get_alias", FunctionName=FUNCTION, Name=ALIAS)
+            await store.close()
+            aws.close()
+    return summary(console, outcomes, alias, time.monotonic() - started)
+
+
+def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], took: float) -> int:
+    console.print("\n[bold]summary[/]")
+    ok = len(outcomes) == len(PLAN)
+    for expected in PLAN[len(outcomes) :]:
+        console.print(
+            f"  rollout {expected.label}, version {expected.version}: [red]did not end[/]"
+        )
+    for expected, rollout in zip(PLAN, outcomes, strict=False):
+        as_expected = rollout.phase == expected.phase
+        if expected.phase == Phase.ROLLED_BACK:
+            as_expected &= rollout.step == 0 and "error-rate" in (rollout.reason or "")
+        ok &= as_expected
+        mark = "[green]as expected[/]" if as_expected else "[red]NOT as expected[/]"
+        steps = len(rollout.spec.steps)
+        reason = f": {rollout.reason}" if rollout.phase != Phase.SUCCEEDED else ""
+        console.print(
+            f"  rollout {expected.label}, version {expected.version} ({expected.why}): "
+            f"{rollout.phase.value} at step {rollout.step + 1}/{steps}{reason} ({mark})"
+        )
+    final = describe_alias(alias)
+    alias_ok = str(alias["FunctionVersion"]) == "2" and not routing(alias)
+    ok &= alias_ok
+    console.print(
+        f"  alias {ALIAS} now serves: {final} "
+        + ("(version 2 only, as expected)" if alias_ok else "[red](expected version 2 only)[/]")
+    )
+    console.print(f"took {took:.1f} s of wall time")
+    console.print(
+        "[bold green]demo: both outcomes as expected[/]" if ok else "[bold red]demo: FAILED[/]"
+    )
+    return 0 if ok else 1
+
+
+def main() -> int:
+    logs.configure(level="error", fmt="console")
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        Console(stderr=True).print(
+            "canary demo needs moto's server, which is not installed: pip install 'canary[demo]'"
+        )
+        return 2
+    # Lines are not wrapped (a terminal wraps them), and output to a file or pipe is wide.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    return asyncio.run(run(console))

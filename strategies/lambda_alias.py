@@ -1,0 +1,228 @@
+"""Lambda alias weights: the stable version stays primary, the canary gets the extra weight.
+
+What AWS allows shapes every write. An alias routes to at most two published versions
+(never ``$LATEST``): its ``FunctionVersion`` and one entry in
+``RoutingConfig.AdditionalVersionWeights`` (a fraction, 0.0-1.0). Both versions need the
+same execution role and the same dead-letter config. So ``shift(w)`` keeps the stable
+version primary and weights the canary ``w/100``; ``shift(0)`` and ``rollback()`` empty the
+routing; ``promote()`` makes the canary primary with empty routing.
+
+``UpdateAlias`` takes the ``RevisionId`` this strategy last read and fails with 412
+(PreconditionFailedException) when someone changed the alias since: that is a
+``ConflictError``, and the engine looks before writing again (drift if the split is not
+ours). Every write is read back with ``GetAlias``: what the alias serves is what counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from config.targets import LambdaAliasTarget, Target
+from strategies.aws import AwsClients, AwsNotFound
+from strategies.base import ConflictError, PermanentError, TrafficSplit
+from strategies.registry import StrategyContext
+
+LATEST = "$LATEST"
+
+
+def routing(alias: dict[str, Any]) -> dict[str, float]:
+    """The alias's additional version weights (fractions), ``{}`` when there are none."""
+    config = alias.get("RoutingConfig") or {}
+    weights = config.get("AdditionalVersionWeights") or {}
+    return {str(version): float(weight) for version, weight in weights.items()}
+
+
+def describe_alias(alias: dict[str, Any]) -> str:
+    """``1 + 2 at 10%``: the primary version and any weighted one."""
+    text = str(alias["FunctionVersion"])
+    for version, weight in routing(alias).items():
+        text += f" + {version} at {weight * 100:g}%"
+    return text
+
+
+class LambdaAliasStrategy:
+    kind: ClassVar[str] = "lambda-alias"
+
+    def __init__(self, target: LambdaAliasTarget, stable: str | None, aws: AwsClients) -> None:
+        self.target = target
+        self.canary = target.version
+        self.stable = stable
+        self.aws = aws
+        self._revision: str | None = None  # RevisionId of the alias as last read
+
+    # ------------------------------------------------------------ reads
+
+    @property
+    def _where(self) -> str:
+        region = self.target.region or self.aws.region
+        return f" in {region}" if region else ""
+
+    async def _lambda(self, method: str, **params: Any) -> dict[str, Any]:
+        return await self.aws.call(
+            "lambda",
+            method,
+            region=self.target.region,
+            role_arn=self.target.role_arn,
+            FunctionName=self.target.function,
+            **params,
+        )
+
+    async def _get_alias(self) -> dict[str, Any]:
+        t = self.target
+        try:
+            alias = await self._lambda("get_alias", Name=t.alias)
+        except AwsNotFound:
+            raise PermanentError(
+                f"alias {t.alias} of function {t.function} does not exist{self._where}; create "
+                f"it on the stable version (aws lambda create-alias --function-name {t.function} "
+                f"--name {t.alias} --function-version <stable version>), or check the function "
+                "and region"
+            ) from None
+        self._revision = alias.get("RevisionId")
+        return alias
+
+    async def _version(self, version: str, which: str) -> dict[str, Any]:
+        t = self.target
+        try:
+            return await self._lambda("get_function_configuration", Qualifier=version)
+        except AwsNotFound:
+            raise PermanentError(
+                f"the {which} version {version} of function {t.function} does not exist"
+                f"{self._where}; publish it (aws lambda publish-version --function-name "
+                f"{t.function}) and give the version number it returns"
+            ) from None
+
+    def _split(self, alias: dict[str, Any]) -> TrafficSplit:
+        primary = str(alias["FunctionVersion"])
+        weights = routing(alias)
+        stable = self.stable or primary
+        detail = describe_alias(alias)
+        if not {primary, *weights} <= {stable, self.canary}:
+            return TrafficSplit(None, stable=stable, detail=detail)  # a third version
+        if primary == stable:
+            share = weights.get(self.canary, 0.0) * 100
+        else:  # the canary is primary: whatever is left goes to stable
+            share = 100 - weights.get(stable, 0.0) * 100
+        return TrafficSplit(share, stable=stable, detail=detail)
+
+    # ------------------------------------------------------------ the protocol
+
+    async def validate(self) -> None:
+        t = self.target
+        try:
+            await self._lambda("get_function_configuration")
+        except AwsNotFound:
+            raise PermanentError(
+                f"function {t.function} does not exist{self._where}; check the target's "
+                "function and region"
+            ) from None
+        alias = await self._get_alias()
+        stable = self.stable or str(alias["FunctionVersion"])
+        problems: list[str] = []
+        if stable == LATEST:
+            problems.append(
+                f"alias {t.alias} points at $LATEST, which cannot take weighted traffic; point "
+                f"it at a published version first (aws lambda update-alias --function-name "
+                f"{t.function} --name {t.alias} --function-version <version>)"
+            )
+        if self.canary == LATEST:
+            problems.append(
+                "the canary is $LATEST, which cannot take weighted traffic; publish a version "
+                "and give its number"
+            )
+        if self.canary == stable:
+            problems.append(
+                f"version {self.canary} is already the version alias {t.alias} serves (the "
+                "stable version); publish the new code as a new version and give that number"
+            )
+        for version, weight in routing(alias).items():
+            if version != self.canary:
+                problems.append(
+                    f"alias {t.alias} already routes {weight * 100:g}% to version {version}, a "
+                    "third version; finish or undo that first (aws lambda update-alias "
+                    f"--function-name {t.function} --name {t.alias} --routing-config "
+                    "AdditionalVersionWeights={})"
+                )
+        if problems:
+            raise PermanentError("; ".join(problems))
+        canary = await self._version(self.canary, "canary")
+        current = await self._version(stable, "stable")
+        if canary.get("Role") != current.get("Role"):
+            problems.append(
+                f"the canary version {self.canary} runs as {canary.get('Role')} but the stable "
+                f"version {stable} as {current.get('Role')}; an alias can only split traffic "
+                "between versions with the same execution role: publish the canary with the "
+                "stable version's role"
+            )
+        dlq = [(c.get("DeadLetterConfig") or {}).get("TargetArn") for c in (canary, current)]
+        if dlq[0] != dlq[1]:
+            problems.append(
+                f"the canary version {self.canary} has dead-letter queue {dlq[0] or 'none'} but "
+                f"the stable version {stable} has {dlq[1] or 'none'}; an alias can only split "
+                "traffic between versions with the same dead-letter config: publish the canary "
+                "with the stable version's DeadLetterConfig"
+            )
+        if problems:
+            raise PermanentError("; ".join(problems))
+
+    async def observe(self) -> TrafficSplit:
+        alias = await self._get_alias()
+        if self.stable is None:  # the rollout's start: the alias's version is the stable one
+            self.stable = str(alias["FunctionVersion"])
+        return self._split(alias)
+
+    async def shift(self, canary_percent: float) -> TrafficSplit:
+        stable = self._known_stable()
+        if canary_percent <= 0:
+            return await self._write(stable, {})
+        return await self._write(stable, {self.canary: round(canary_percent / 100, 4)})
+
+    async def promote(self) -> TrafficSplit:
+        return await self._write(self.canary, {})
+
+    async def rollback(self) -> TrafficSplit:
+        stable = self._known_stable()
+        try:
+            return await self._write(stable, {})
+        except ConflictError:
+            # Restoring stable is the safe action even over a change made meanwhile: read
+            # the new revision and write once more.
+            await self._get_alias()
+            return await self._write(stable, {})
+
+    # ------------------------------------------------------------ writes
+
+    def _known_stable(self) -> str:
+        if self.stable is None:
+            raise PermanentError(
+                "the stable version of this rollout was never recorded; abort the rollout "
+                "and start a new one"
+            )
+        return self.stable
+
+    async def _write(self, primary: str, weights: dict[str, float]) -> TrafficSplit:
+        if self._revision is None:
+            await self._get_alias()
+        params: dict[str, Any] = {
+            "Name": self.target.alias,
+            "FunctionVersion": primary,
+            "RoutingConfig": {"AdditionalVersionWeights": weights},
+        }
+        if self._revision is not None:
+            params["RevisionId"] = self._revision
+        try:
+            await self._lambda("update_alias", **params)
+        except ConflictError as exc:
+            self._revision = None  # stale: the next write reads the alias first
+            raise ConflictError(
+                f"alias {self.target.alias} of {self.target.function} was changed by someone "
+                f"else since canary last read it ({exc})"
+            ) from None
+        return self._split(await self._get_alias())  # the read-back
+
+
+def build(target: Target, stable: str | None, context: StrategyContext) -> LambdaAliasStrategy:
+    if not isinstance(target, LambdaAliasTarget):
+        raise TypeError(f"not a lambda-alias target: {target.kind}")
+    aws = context.aws or AwsClients(endpoint_url=context.aws_endpoint_url)
+    return LambdaAliasStrategy(target, stable, aws)
