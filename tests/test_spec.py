@@ -320,7 +320,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "gate without max or min",
         {"analysis": {"gates": [gate(max=None)]}},
         "spec.analysis.gates[0].max",
-        "a gate needs a threshold: set max, min or both",
+        "a gate needs a check: set max, min (or both), relative or statistical",
     ),
     (
         "min above max",
@@ -504,7 +504,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "spec.analysis.on_inconclusive": "'ignore' is not allowed",
         "spec.analysis.gates[0].provider": "unknown metric provider 'datadog'",
         "spec.analysis.gates[1].preset": "unknown cloudwatch preset 'lambda-p95'",
-        "spec.analysis.gates[1].max": "a gate needs a threshold",
+        "spec.analysis.gates[1].max": "a gate needs a check",
         "spec.notify.slak": "unknown field 'slak'; did you mean 'slack'?",
     }
     assert found.keys() == expected.keys()
