@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from analysis.base import MetricProvider
+from analysis.prometheus import PrometheusOptions, PrometheusProvider
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
@@ -61,7 +62,32 @@ def lock_store(store_url: str) -> IO[str] | None:
 
 def build_providers(settings: Settings) -> dict[str, MetricProvider]:
     """The metric providers this daemon can ask; gates naming others are ERROR."""
-    return {}
+    providers: dict[str, MetricProvider] = {}
+    if settings.prometheus_url is not None:
+        providers["prometheus"] = PrometheusProvider(prometheus_options(settings))
+    return providers
+
+
+def prometheus_options(settings: Settings) -> PrometheusOptions:
+    assert settings.prometheus_url is not None
+    token, password = settings.prometheus_bearer_token, settings.prometheus_password
+    return PrometheusOptions(
+        url=settings.prometheus_url,
+        timeout=settings.prometheus_timeout,
+        bearer_token=token.get_secret_value() if token is not None else None,
+        username=settings.prometheus_username,
+        password=password.get_secret_value() if password is not None else None,
+        verify_tls=settings.prometheus_verify_tls,
+        ca_file=settings.prometheus_ca_file,
+    )
+
+
+def close_providers(providers: dict[str, MetricProvider]) -> None:
+    """Release the providers' threads and connections (those that hold any)."""
+    for provider in providers.values():
+        close = getattr(provider, "close", None)
+        if close is not None:
+            close()
 
 
 async def run_daemon(settings: Settings) -> int:
@@ -73,11 +99,12 @@ async def run_daemon(settings: Settings) -> int:
         return EXIT_CONFIG
     store = open_store(settings.store_url)
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
+    providers = build_providers(settings)
     engine = Engine(
         store,
         RealClock(),
         factory(StrategyContext(aws_endpoint_url=settings.aws_endpoint_url)),
-        build_providers(settings),
+        providers,
     )
     runner = web.AppRunner(build_app(engine, settings), access_log=None, handle_signals=False)
     await runner.setup()
@@ -90,6 +117,7 @@ async def run_daemon(settings: Settings) -> int:
         )
         await runner.cleanup()
         await store.close()
+        close_providers(providers)
         return EXIT_CONFIG
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,6 +130,7 @@ async def run_daemon(settings: Settings) -> int:
     await engine.stop()
     await runner.cleanup()
     await store.close()
+    close_providers(providers)
     if lock is not None:
         lock.close()
     log.info("daemon.stopped")
