@@ -15,6 +15,13 @@ clause, and the gate takes the worst: any FAIL fails it, then any INCONCLUSIVE.
   one-sided (is the canary higher?), failing only when significant at the gate's confidence
   *and* the canary's median is higher by at least the effect-size floor, so a
   significant-but-negligible shift on a busy service is not a rollback.
+
+Error-rate presets measure a share of requests and know how many requests it rests on, so
+their threshold and relative checks ask whether a breach is beyond chance (one-sided
+binomial test at 99%): 3 errors in 200 requests is not evidence of a rate above 1%. A
+breach that is not yet beyond chance is INCONCLUSIVE (keep watching), never PASS. And
+``min_samples`` guards PASS, not FAIL: below it a gate is INCONCLUSIVE unless a check
+fails beyond chance (binomial or Mann-Whitney), which is evidence however few the samples.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ from typing import Any
 
 from analysis.base import Measurement, Verdict
 from config.spec import PRESET_UNITS, Gate, Relative, Statistical, significance, values_needed
+
+# Presets whose value is a share of requests, with ``samples`` the number of requests.
+RATE_PRESETS = frozenset({"http-error-rate", "lambda-error-rate"})
+# Confidence of the binomial tests on those shares. 99%, not 95%: a gate is tested at every
+# interval (60 times in the default plan), and every test is a chance of a false alarm.
+EVIDENCE = 0.99
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,60 @@ def usable(value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Clause:
-    """One check's verdict and its words (without the gate name or the arrow)."""
+    """One check's verdict and its words (without the gate name or the arrow).
+
+    ``significant``: a FAIL backed by a statistical test, which stands even below
+    ``min_samples``.
+    """
 
     verdict: Verdict
     text: str
     mentions_stable: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+    significant: bool = False
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A share of requests as counts: ``errors`` of ``requests``."""
+
+    errors: int
+    requests: int
+
+    def p_above(self, rate: float) -> float:
+        """P(at least this many errors | the true share is ``rate``): small is evidence."""
+        from scipy.stats import binom  # imported here: scipy is slow to load
+
+        return float(binom.sf(self.errors - 1, self.requests, min(1.0, max(0.0, rate))))
+
+    def p_below(self, rate: float) -> float:
+        from scipy.stats import binom
+
+        return float(binom.cdf(self.errors, self.requests, min(1.0, max(0.0, rate))))
+
+
+def fmt_p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
+def _breach(text: str, counts: Counts | None, p: float | None) -> Clause:
+    """A value beyond its limit: FAIL, or INCONCLUSIVE when the counts say it may be chance."""
+    if counts is None or p is None:
+        return Clause(Verdict.FAIL, text)
+    alpha = significance(EVIDENCE)
+    evidence = f"{counts.errors} of {counts.requests} requests"
+    if p < alpha:
+        return Clause(
+            Verdict.FAIL,
+            f"{text}: {evidence}, beyond chance ({fmt_p(p)})",
+            detail={"p_value": p},
+            significant=True,
+        )
+    return Clause(
+        Verdict.INCONCLUSIVE,
+        f"{text}: {evidence}, not beyond chance yet ({fmt_p(p)} ≥ {alpha:g})",
+        detail={"p_value": p},
+    )
 
 
 def _percent_over(value: float, base: float) -> float:
@@ -85,11 +146,13 @@ def _percent_over(value: float, base: float) -> float:
     return 0.0 if value <= base else math.inf
 
 
-def check_threshold(gate: Gate, value: float, unit: str) -> Clause:
+def check_threshold(gate: Gate, value: float, unit: str, counts: Counts | None = None) -> Clause:
     if gate.max is not None and value > gate.max:
-        return Clause(Verdict.FAIL, f"> max {fmt(gate.max)}{unit}")
+        p = counts.p_above(gate.max) if counts else None
+        return _breach(f"> max {fmt(gate.max)}{unit}", counts, p)
     if gate.min is not None and value < gate.min:
-        return Clause(Verdict.FAIL, f"< min {fmt(gate.min)}{unit}")
+        p = counts.p_below(gate.min) if counts else None
+        return _breach(f"< min {fmt(gate.min)}{unit}", counts, p)
     bounds = []
     if gate.min is not None:
         bounds.append(f"≥ min {fmt(gate.min)}{unit}")
@@ -98,7 +161,9 @@ def check_threshold(gate: Gate, value: float, unit: str) -> Clause:
     return Clause(Verdict.PASS, " and ".join(bounds))
 
 
-def check_relative(rel: Relative, value: float, stable: float | None, unit: str) -> Clause:
+def check_relative(
+    rel: Relative, value: float, stable: float | None, unit: str, counts: Counts | None = None
+) -> Clause:
     if stable is None:
         return Clause(
             Verdict.INCONCLUSIVE, "vs stable: no data for the stable version", mentions_stable=True
@@ -117,13 +182,22 @@ def check_relative(rel: Relative, value: float, stable: float | None, unit: str)
             f"+{fmt(allowed)}{unit} ({fmt_percent(rel.max_increase_percent)} or "
             f"+{fmt(rel.max_increase)}{unit}, whichever is larger)"
         )
-    verdict = Verdict.FAIL if increase > allowed else Verdict.PASS
-    sign = ">" if verdict == Verdict.FAIL else "≤"
+    detail = {"increase": increase, "allowed_increase": allowed}
+    if increase <= allowed:
+        return Clause(
+            Verdict.PASS,
+            f"vs stable {fmt(stable)}{unit}: {said} ≤ allowed {limit}",
+            mentions_stable=True,
+            detail=detail,
+        )
+    p = counts.p_above(stable + allowed) if counts else None
+    breach = _breach(f"vs stable {fmt(stable)}{unit}: {said} > allowed {limit}", counts, p)
     return Clause(
-        verdict,
-        f"vs stable {fmt(stable)}{unit}: {said} {sign} allowed {limit}",
+        breach.verdict,
+        breach.text,
         mentions_stable=True,
-        detail={"increase": increase, "allowed_increase": allowed},
+        detail=detail | breach.detail,
+        significant=breach.significant,
     )
 
 
@@ -182,6 +256,7 @@ def check_statistical(
         f"least {floor}",
         mentions_stable=True,
         detail=detail,
+        significant=True,
     )
 
 
@@ -206,22 +281,29 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     if value is None:
         return result(Verdict.INCONCLUSIVE, f"has no data for the canary{vs}", {})
     shown = f"{fmt(value)}{unit}"
-    if gate.min_samples:
-        samples = canary.samples
-        if samples is None:
-            why = f"comes without a sample count, and min_samples is {gate.min_samples}"
-            return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {})
-        if samples < gate.min_samples:
-            why = f"rests on {fmt(samples)} samples < min_samples {gate.min_samples}"
-            return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {})
+    samples = canary.samples
+    counts = None
+    if gate.preset in RATE_PRESETS and samples is not None and samples >= 1:
+        counts = Counts(errors=round(value * samples), requests=round(samples))
 
     clauses: list[Clause] = []
     if gate.max is not None or gate.min is not None:
-        clauses.append(check_threshold(gate, value, unit))
+        clauses.append(check_threshold(gate, value, unit, counts))
     if gate.relative is not None:
-        clauses.append(check_relative(gate.relative, value, stable_value, unit))
+        clauses.append(check_relative(gate.relative, value, stable_value, unit, counts))
     if gate.statistical is not None:
         clauses.append(check_statistical(gate.statistical, canary, stable, unit))
+
+    if gate.min_samples and (samples is None or samples < gate.min_samples):
+        strong = [c for c in clauses if c.verdict == Verdict.FAIL and c.significant]
+        if strong:  # evidence however few the samples
+            text = f"{shown} " + "; ".join(c.text for c in strong)
+            return result(Verdict.FAIL, text, {k: v for c in strong for k, v in c.detail.items()})
+        if samples is None:
+            why = f"comes without a sample count, and min_samples is {gate.min_samples}"
+        else:
+            why = f"rests on {fmt(samples)} samples < min_samples {gate.min_samples}"
+        return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {})
 
     verdicts = {c.verdict for c in clauses}
     verdict = next((v for v in (Verdict.FAIL, Verdict.INCONCLUSIVE) if v in verdicts), Verdict.PASS)

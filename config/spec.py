@@ -143,7 +143,7 @@ class Statistical(StrictModel):
     """Mann-Whitney U: are the canary's values higher than the stable's, beyond chance?"""
 
     confidence: float = Field(
-        default=0.95, gt=0.5, lt=1, description="fail only when this sure the canary is higher"
+        default=0.99, gt=0.5, lt=1, description="fail only when this sure the canary is higher"
     )
     min_increase_percent: float = Field(
         default=10.0,
@@ -312,7 +312,7 @@ class Analysis(StrictModel):
     failure_limit: int = Field(default=1, ge=0, description="failed evaluations tolerated")
     inconclusive_limit: int = Field(default=3, ge=0, description="inconclusive ones tolerated")
     consecutive_error_limit: int = Field(
-        default=4, ge=0, description="provider errors in a row tolerated; then rollback"
+        default=10, ge=0, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
 

@@ -7,7 +7,6 @@ hold enough values, a query naming a template variable that does not exist.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -55,7 +54,7 @@ def test_every_new_check_parses_with_its_defaults() -> None:
     assert g.relative is not None
     assert g.relative.max_increase_percent == 20
     assert g.statistical is not None
-    assert (g.statistical.confidence, g.statistical.min_increase_percent) == (0.95, 10.0)
+    assert (g.statistical.confidence, g.statistical.min_increase_percent) == (0.99, 10.0)
     assert g.statistical.step == 60.0
     assert g.preset_options is not None
     assert g.preset_options.requests_metric == "http_requests_total"
@@ -88,8 +87,8 @@ def test_every_new_check_parses_with_its_defaults() -> None:
         (
             prom(statistical={"step": "2m"}),
             f"{G}.statistical.step",
-            "a window of 5m in steps of 2m gives 2 value(s) per version; Mann-Whitney needs 4 "
-            "for confidence 0.95: shorten step or lengthen window",
+            "a window of 5m in steps of 2m gives 2 value(s) per version; Mann-Whitney needs 5 "
+            "for confidence 0.99: shorten step or lengthen window",
         ),
         (
             prom(statistical={"confidence": 1}),
@@ -172,14 +171,6 @@ def test_target_fields_are_template_variables_of_that_target_only() -> None:
 # ---------------------------------------------------------------- daemon settings
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in list(os.environ):
-        if name.upper().startswith("CANARY_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
-
-
 @pytest.mark.parametrize(
     ("values", "path", "message"),
     [
@@ -198,10 +189,10 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     ],
 )
 def test_bad_prometheus_setting_names_the_variable(
-    env: pytest.MonkeyPatch, values: dict[str, str], path: str, message: str
+    clean_env: pytest.MonkeyPatch, values: dict[str, str], path: str, message: str
 ) -> None:
     for name, value in values.items():
-        env.setenv(f"CANARY_PROMETHEUS_{name}", value)
+        clean_env.setenv(f"CANARY_PROMETHEUS_{name}", value)
     with pytest.raises(SpecError) as caught:
         load_settings()
     found = {p.path: p.message for p in caught.value.problems}
@@ -211,9 +202,9 @@ def test_bad_prometheus_setting_names_the_variable(
     assert "bob:" not in str(caught.value)
 
 
-def test_prometheus_secrets_never_show(env: pytest.MonkeyPatch) -> None:
-    env.setenv("CANARY_PROMETHEUS_URL", "https://p:9090")
-    env.setenv("CANARY_PROMETHEUS_BEARER_TOKEN", "tok-123")
+def test_prometheus_secrets_never_show(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_PROMETHEUS_URL", "https://p:9090")
+    clean_env.setenv("CANARY_PROMETHEUS_BEARER_TOKEN", "tok-123")
     settings = load_settings()
     assert settings.prometheus_bearer_token is not None
     assert settings.prometheus_bearer_token.get_secret_value() == "tok-123"

@@ -75,7 +75,38 @@ def test_relative_absolute_allowance_wins_when_larger() -> None:
     assert "+0.002 (+200%) ≤ allowed +0.005 (+50% or +0.005, whichever is larger)" in (
         result.explanation
     )
-    assert judge(g, m(0.0075), m(0.001)).verdict == Verdict.FAIL
+    assert judge(g, m(0.0075, samples=20_000), m(0.001)).verdict == Verdict.FAIL
+
+
+def test_error_rates_fail_only_beyond_chance() -> None:
+    """3 errors in 200 requests (1.5%) is no evidence of a rate above 1%; 12 in 200 is."""
+    g = gate(name="errors", preset="http-error-rate", max=0.01, min_samples=100)
+    chance = judge(g, m(0.015, samples=200), m(0.002))
+    assert chance.verdict == Verdict.INCONCLUSIVE, "above the line, but never PASS"
+    assert chance.explanation == (
+        "errors 0.015 > max 0.01: 3 of 200 requests, not beyond chance yet (p=0.32 ≥ 0.01) "
+        "(stable 0.002) → INCONCLUSIVE"
+    )
+    real = judge(g, m(0.06, samples=200), m(0.002))
+    assert real.verdict == Verdict.FAIL
+    assert "12 of 200 requests, beyond chance (p<0.001)" in real.explanation
+
+
+def test_min_samples_guards_pass_but_not_a_failure_beyond_chance() -> None:
+    g = gate(
+        name="errors",
+        preset="http-error-rate",
+        relative={"max_increase_percent": 50, "max_increase": 0.005},
+        min_samples=500,
+    )
+    broken = judge(g, m(0.2, samples=40), m(0.003))
+    assert broken.verdict == Verdict.FAIL, broken.explanation
+    assert "8 of 40 requests, beyond chance" in broken.explanation
+    healthy = judge(g, m(0.0, samples=40), m(0.003))
+    assert healthy.verdict == Verdict.INCONCLUSIVE
+    assert "rests on 40 samples < min_samples 500" in healthy.explanation
+    noisy = judge(g, m(0.025, samples=40), m(0.003))
+    assert noisy.verdict == Verdict.INCONCLUSIVE, "1 of 40 may be chance"
 
 
 def test_relative_without_stable_data_is_inconclusive() -> None:

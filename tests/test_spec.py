@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,7 @@ def test_other_defaults() -> None:
     assert spec.analysis.interval == 30
     assert spec.analysis.gates == []
     assert (spec.analysis.failure_limit, spec.analysis.inconclusive_limit) == (1, 3)
-    assert spec.analysis.consecutive_error_limit == 4
+    assert spec.analysis.consecutive_error_limit == 10
     assert spec.analysis.on_inconclusive == "pause"
     assert spec.notify.slack is None
     data = minimal()
@@ -587,15 +586,6 @@ def test_two_documents_in_one_file() -> None:
 
 
 # --- settings -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No CANARY_* variable from the outer environment (CI sets some) leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith("CANARY_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
