@@ -115,7 +115,8 @@ def expressions(query: MetricQuery, window: Window) -> Expressions:
         extra = render(opts.selector, variables) if opts.selector else None
         value, count = preset_queries(query.preset, opts, version, extra, variables["window"])
         series = preset_queries(query.preset, opts, version, extra, step)[0] if step else None
-        return Expressions(value, count, series)
+        # The judges weigh the canary's requests; the stable's count would be a wasted query.
+        return Expressions(value, count if query.side == "canary" else None, series)
     if query.expression is None:
         raise TemplateError("the gate has neither a query nor a preset")
     samples = query.samples_expression

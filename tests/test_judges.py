@@ -6,6 +6,7 @@ and the words: the numbers it rests on, and why.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,9 +210,11 @@ def test_error_rate_preset_treats_missing_error_series_as_zero_errors() -> None:
         '(sum(rate(reqs{version="1", fn="checkout", status=~"5.."}[300s])) or vector(0))'
         ' / sum(rate(reqs{version="1", fn="checkout"}[300s]))'
     )
-    assert e.samples == 'sum(increase(reqs{version="1", fn="checkout"}[300s]))'
+    assert e.samples is None, "only the canary's request count is judged"
     assert e.series is not None
     assert "[60s]" in e.series
+    canary = expressions(replace(q, side="canary"), WINDOW)
+    assert canary.samples == 'sum(increase(reqs{version="2", fn="checkout"}[300s]))'
 
 
 def test_p95_preset_and_custom_queries() -> None:
