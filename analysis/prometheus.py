@@ -264,7 +264,7 @@ class PrometheusProvider:
             return await loop.run_in_executor(self._executor, fn, *args)
         except (PrometheusApiClientException, requests.exceptions.RequestException) as exc:
             raise ProviderError(describe_failure(exc, self.url, self.options.timeout)) from None
-        except (ValueError, KeyError, TypeError) as exc:  # an answer not in the API's shape
+        except ValueError as exc:  # a body that is not JSON
             raise ProviderError(f"unexpected answer from {self.url}: {exc}") from None
 
     async def _measure(self, query: MetricQuery, window: Window) -> Measurement:
@@ -277,10 +277,16 @@ class PrometheusProvider:
             calls.append(self._call(self._instant, plan.samples, window))
         if plan.series is not None and query.series_step:
             calls.append(self._call(self._range, plan.series, window, query.series_step))
-        answers = list(await asyncio.gather(*calls))
-        value = instant_value(answers.pop(0), f"the {query.side} query")
-        samples = instant_value(answers.pop(0), "the samples query") if plan.samples else None
-        values = range_values(answers.pop(0), f"the {query.side} query") if answers else ()
+        answers = list(await asyncio.gather(*calls, return_exceptions=True))
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        if failed:
+            raise failed[0]
+        try:
+            value = instant_value(answers.pop(0), f"the {query.side} query")
+            samples = instant_value(answers.pop(0), "the samples query") if plan.samples else None
+            values = range_values(answers.pop(0), f"the {query.side} query") if answers else ()
+        except (KeyError, IndexError, TypeError, ValueError) as exc:  # not the API's shape
+            raise ProviderError(f"unexpected answer from {self.url}: {exc!r}") from None
         detail: dict[str, Any] = {"query": plan.value}
         if plan.samples:
             detail["samples_query"] = plan.samples

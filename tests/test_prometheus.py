@@ -217,6 +217,11 @@ async def test_no_traffic_is_inconclusive_never_zero(
     assert p95.value is None
 
 
+TWO_SERIES = (
+    'label_replace(vector(1), "a", "x", "", "") or label_replace(vector(2), "a", "y", "", "")'
+)
+
+
 async def test_bad_queries_are_errors_that_say_why(provider: PrometheusProvider) -> None:
     window = Window(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5), dt.datetime.now(dt.UTC))
 
@@ -234,7 +239,7 @@ async def test_bad_queries_are_errors_that_say_why(provider: PrometheusProvider)
     syntax, several, unknown, no_stable = await provider.query(
         [
             q("sum(rate(http_requests_total[5s])"),
-            q("http_requests_total"),
+            q(TWO_SERIES),
             q('up{job="{{ job }}"}'),
             MetricQuery(
                 gate="g",
@@ -623,3 +628,22 @@ async def test_bearer_token_reaches_a_proxy_that_requires_it(prometheus: str) ->
     finally:
         await runner.cleanup()
     assert seen == ["Bearer t0ken", "Bearer wrong"]
+
+
+async def test_an_answer_not_in_the_api_shape_is_an_error_not_a_crash() -> None:
+    async def odd(request: web.Request) -> web.Response:
+        return web.json_response({"status": "success", "data": {"result": [{"metric": {}}]}})
+
+    server = web.Application()
+    server.router.add_get("/api/v1/query", odd)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        answer = await ask(PrometheusOptions(url=f"http://127.0.0.1:{port}"))
+    finally:
+        await runner.cleanup()
+    assert isinstance(answer, ProviderError)
+    assert "unexpected answer from" in str(answer)
