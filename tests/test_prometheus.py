@@ -12,10 +12,11 @@ so the data of one test never reaches another's queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from config.spec import Gate
 from strategies.memory import MemoryBackend, MemoryFleet
 
 _numbers = itertools.count(10, 10)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def versions() -> tuple[str, str]:
@@ -594,6 +596,22 @@ async def test_daemon_settings_build_a_working_provider(
     assert build_providers(load_settings()) == {}, "no URL: no prometheus provider"
 
 
+@contextlib.asynccontextmanager
+async def local_server(path: str, handler: Handler) -> AsyncIterator[str]:
+    """A small HTTP server on a free port answering GET ``path``; yields its URL."""
+    server = web.Application()
+    server.router.add_get(path, handler)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_bearer_token_reaches_a_proxy_that_requires_it(prometheus: str) -> None:
     """Prometheus has no bearer tokens of its own; they are checked by a proxy in front."""
     seen: list[str | None] = []
@@ -610,23 +628,13 @@ async def test_bearer_token_reaches_a_proxy_that_requires_it(prometheus: str) ->
                 status=upstream.status, body=await upstream.read(), content_type="application/json"
             )
 
-    server = web.Application()
-    server.router.add_get("/{tail:.*}", proxy)
-    runner = web.AppRunner(server, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        url = f"http://127.0.0.1:{port}"
+    async with local_server("/{tail:.*}", proxy) as url:
         answer = await ask(PrometheusOptions(url=url, bearer_token="t0ken"))
-        assert isinstance(answer, Measurement)
-        assert answer.value == 1
         refused = await ask(PrometheusOptions(url=url, bearer_token="wrong"))
-        assert isinstance(refused, ProviderError)
-        assert "HTTP 403" in str(refused)
-    finally:
-        await runner.cleanup()
+    assert isinstance(answer, Measurement)
+    assert answer.value == 1
+    assert isinstance(refused, ProviderError)
+    assert "HTTP 403" in str(refused)
     assert seen == ["Bearer t0ken", "Bearer wrong"]
 
 
@@ -634,16 +642,7 @@ async def test_an_answer_not_in_the_api_shape_is_an_error_not_a_crash() -> None:
     async def odd(request: web.Request) -> web.Response:
         return web.json_response({"status": "success", "data": {"result": [{"metric": {}}]}})
 
-    server = web.Application()
-    server.router.add_get("/api/v1/query", odd)
-    runner = web.AppRunner(server, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        answer = await ask(PrometheusOptions(url=f"http://127.0.0.1:{port}"))
-    finally:
-        await runner.cleanup()
+    async with local_server("/api/v1/query", odd) as url:
+        answer = await ask(PrometheusOptions(url=url))
     assert isinstance(answer, ProviderError)
     assert "unexpected answer from" in str(answer)
