@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from config.spec import PresetOptions
+
 
 class Verdict(StrEnum):
     PASS = "PASS"
@@ -37,7 +39,9 @@ class MetricQuery:
 
     ``variables`` fill templates: ``canary_version``, ``stable_version``, ``weight``, the
     target's fields. ``elapsed`` is seconds since the rollout started (for scripted runs).
-    ``samples`` is an expression for the sample count, asked on the canary side only.
+    ``samples_expression`` counts the requests the value rests on (presets have their own),
+    asked on the canary side only. ``series_step``, when set, also asks for the metric's
+    values over the window, one per step, for the statistical judge.
     """
 
     gate: str
@@ -47,19 +51,25 @@ class MetricQuery:
     variables: Mapping[str, str] = field(default_factory=dict)
     weight: float = 0.0
     elapsed: float = 0.0
-    # The gate's named metric stats (cloudwatch ``metrics``) and, on the canary side, its
-    # ``samples_query``: plain data, for the provider to use as it sees fit.
+    # The gate's named metric stats (cloudwatch ``metrics``): plain data, for the provider.
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    samples: str | None = None
+    samples_expression: str | None = None
+    series_step: float | None = None
+    preset_options: PresetOptions | None = None
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """A value and how many samples it rests on; ``None`` when the provider had no data."""
+    """A value and how many samples it rests on; ``None`` when the provider had no data.
+
+    ``values`` are the metric's values over the window, one per ``series_step`` (only when
+    the query asked for them); slices without data are left out.
+    """
 
     value: float | None
     samples: float | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
 
 
 class ProviderError(Exception):

@@ -174,7 +174,11 @@ def _own(query: MetricQuery, call: _Call) -> Reader:
             False,
         )
     value = _expression(query.expression, query, call, ids)
-    samples = _expression(query.samples, query, call, ids) if query.samples else None
+    samples = (
+        _expression(query.samples_expression, query, call, ids)
+        if query.samples_expression
+        else None
+    )
 
     def read(answers: Answers) -> Measurement:
         count = _latest(answers.get(samples)) if samples else None

@@ -44,7 +44,9 @@ def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
             weight=ctx.weight,
             elapsed=ctx.elapsed,
             metrics=metrics,
-            samples=gate.samples_query if side == "canary" else None,
+            samples_expression=gate.samples_query if side == "canary" else None,
+            series_step=gate.statistical.step if gate.statistical is not None else None,
+            preset_options=gate.preset_options,
         )
         for side, expression in sides
     ]

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from analysis.base import MetricProvider
 from analysis.cloudwatch import CloudWatchProvider
+from analysis.prometheus import PrometheusOptions, PrometheusProvider
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
@@ -76,7 +77,12 @@ def strategy_context(settings: Settings, aws: AwsClients | None = None) -> Strat
 
 def build_providers(settings: Settings, aws: AwsClients | None = None) -> dict[str, MetricProvider]:
     """The metric providers this daemon can ask; gates naming others are ERROR."""
-    return {"cloudwatch": CloudWatchProvider(aws or aws_clients(settings))}
+    providers: dict[str, MetricProvider] = {
+        "cloudwatch": CloudWatchProvider(aws or aws_clients(settings))
+    }
+    if settings.prometheus_url is not None:
+        providers["prometheus"] = PrometheusProvider(prometheus_options(settings))
+    return providers
 
 
 def check_access(settings: Settings) -> None:
@@ -120,15 +126,40 @@ def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, M
     return fleet.factory, providers
 
 
+def prometheus_options(settings: Settings) -> PrometheusOptions:
+    assert settings.prometheus_url is not None
+    token, password = settings.prometheus_bearer_token, settings.prometheus_password
+    return PrometheusOptions(
+        url=settings.prometheus_url,
+        timeout=settings.prometheus_timeout,
+        bearer_token=token.get_secret_value() if token is not None else None,
+        username=settings.prometheus_username,
+        password=password.get_secret_value() if password is not None else None,
+        verify_tls=settings.prometheus_verify_tls,
+        ca_file=settings.prometheus_ca_file,
+    )
+
+
+def close_providers(providers: dict[str, MetricProvider]) -> None:
+    """Release the providers' threads and connections (those that hold any)."""
+    for provider in providers.values():
+        close = getattr(provider, "close", None)
+        if close is not None:
+            close()
+
+
 async def run_daemon(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     aws = aws_clients(settings)  # boto3 itself loads on the first AWS call
-    strategies: StrategyFactory = factory(strategy_context(settings, aws))
-    providers = build_providers(settings, aws)
+    strategies: StrategyFactory
+    providers: dict[str, MetricProvider]
     try:
         check_access(settings)
         if settings.strategies == "memory":
             strategies, providers = in_memory_backends(settings)
+        else:
+            strategies = factory(strategy_context(settings, aws))
+            providers = build_providers(settings, aws)
         lock = lock_store(settings.store_url)
     except SpecError as exc:
         log.error("daemon.refused", error=f"CANARY_SCENARIO: {exc}")
@@ -153,6 +184,7 @@ async def run_daemon(settings: Settings) -> int:
         )
         await runner.cleanup()
         await store.close()
+        close_providers(providers)
         return EXIT_CONFIG
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,6 +198,7 @@ async def run_daemon(settings: Settings) -> int:
     await runner.cleanup()
     await store.close()
     aws.close()
+    close_providers(providers)
     if lock is not None:
         lock.close()
     log.info("daemon.stopped")

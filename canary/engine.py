@@ -49,6 +49,7 @@ from canary.observer import Observer, observed_factory, observed_providers, safe
 from canary.store.base import NotFound, Store
 from config.spec import RolloutDocument
 from config.targets import Target
+from config.templates import target_variables
 from strategies.base import (
     ConflictError,
     PermanentError,
@@ -419,13 +420,8 @@ class Engine:
     @staticmethod
     def _variables(r: Rollout) -> dict[str, str]:
         first = r.spec.targets[0]
-        fields = {
-            k: str(v)
-            for k, v in first.model_dump(mode="json", exclude_none=True).items()
-            if not isinstance(v, dict | list)
-        }
         return {
-            **fields,
+            **target_variables(first),
             "canary_version": first.canary_version,
             "stable_version": r.targets[0].stable or "",
             "rollout": r.name,

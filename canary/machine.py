@@ -13,9 +13,10 @@ Rules worth knowing (also in docs/architecture.md):
   stops the clock; resume (or restart) continues with the time that was left.
 * Gates run every ``analysis.interval`` during a bake, with a final evaluation at its end.
   A step advances only on a final evaluation in which no gate failed or errored.
-* Failed evaluations are counted over the whole rollout; inconclusive ones per step;
-  provider errors in a row. Each is held against its own limit. Errors beyond
-  ``consecutive_error_limit`` roll back: an outage can never lead to a promotion.
+* Failed evaluations are counted over the whole rollout; inconclusive ones per step, from
+  the end of its bake (before that they only mean the data is not in yet); provider errors
+  in a row. Each is held against its own limit. Errors beyond ``consecutive_error_limit``
+  roll back: an outage can never lead to a promotion.
 * A split this daemon did not write is drift: the rollout pauses, it never fights a human.
 """
 
@@ -443,13 +444,15 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
     failed = Verdict.FAIL in verdicts
     errored = Verdict.ERROR in verdicts
     inconclusive = Verdict.INCONCLUSIVE in verdicts
+    remaining = r.bake_remaining(now)
+    # While the bake runs, INCONCLUSIVE means the data is not in yet (the window still
+    # fills with this step's traffic); only evaluations that could end the step count.
     c = Counters(
         failures=r.counters.failures + failed,
-        inconclusive=r.counters.inconclusive + inconclusive,
+        inconclusive=r.counters.inconclusive + (inconclusive and remaining <= 0),
         consecutive_errors=r.counters.consecutive_errors + 1 if errored else 0,
     )
     r = r.model_copy(update={"counters": c})
-    remaining = r.bake_remaining(now)
     if e.results:
         events.append(
             _ev(

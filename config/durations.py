@@ -55,7 +55,8 @@ def format_duration(seconds: float) -> str:
         parts += [f"{secs}s"] if secs or not parts else []
         return "".join(parts)
     millis = seconds * 1000
-    if seconds < 1 and millis.is_integer():
+    # Only when it reads back as the same float: 950ms parses to 0.9500000000000001.
+    if seconds < 1 and millis.is_integer() and int(millis) * _UNITS["ms"] == seconds:
         return f"{int(millis)}ms"
     # The shortest text that reads back as the same float, without an exponent.
     return f"{Decimal(repr(float(seconds))):f}s"

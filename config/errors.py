@@ -85,12 +85,14 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
         elif kind == "literal_error":
             message = f"{given!r} is not allowed; expected {ctx.get('expected')}"
         elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
-            bound = {
-                "greater_than_equal": f"{ctx.get('ge')} or more",
-                "greater_than": f"above {ctx.get('gt')}",
-                "less_than_equal": f"{ctx.get('le')} or less",
-                "less_than": f"below {ctx.get('lt')}",
+            key, form = {
+                "greater_than_equal": ("ge", "{} or more"),
+                "greater_than": ("gt", "above {}"),
+                "less_than_equal": ("le", "{} or less"),
+                "less_than": ("lt", "below {}"),
             }[kind]
+            limit = ctx.get(key)
+            bound = form.format(f"{limit:g}" if isinstance(limit, int | float) else limit)
             message = f"must be {bound}, not {given!r}"
         elif kind == "finite_number":
             message = f"must be a finite number, not {given!r}"

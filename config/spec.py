@@ -7,7 +7,9 @@ an unknown field, kind or provider is an error, not a default.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from config import metricmath
 from config.durations import Duration, format_duration
 from config.errors import Problem, SpecError, problems_from_validation
 from config.targets import StrictModel, Target
+from config.templates import ALWAYS, TemplateError, names_in, target_variables
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -29,6 +32,10 @@ PRESETS: Mapping[str, tuple[str, ...]] = {
     "cloudwatch": ("lambda-error-rate", "lambda-p95-duration"),
     "prometheus": ("http-error-rate", "http-p95-latency"),
 }
+# What a preset's value is measured in, for verdicts a person can read ("0.61s").
+PRESET_UNITS: Mapping[str, str] = {"http-p95-latency": "s", "lambda-p95-duration": "ms"}
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _name(value: str) -> str:
@@ -95,6 +102,88 @@ class CloudWatchMetric(StrictModel):
     )
 
 
+def _prometheus_name(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise PydanticCustomError(
+                "prometheus_name",
+                "{value} is not a Prometheus {what}; use letters, digits and '_'"
+                + (" (and ':')" if what == "metric name" else "")
+                + ", not starting with a digit",
+                {"value": repr(value), "what": what},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+MetricName = Annotated[str, _prometheus_name(_METRIC_NAME, "metric name")]
+LabelName = Annotated[str, _prometheus_name(_LABEL_NAME, "label name")]
+
+
+class PresetOptions(StrictModel):
+    """Where the Prometheus presets find your metrics: names and labels vary by stack."""
+
+    requests_metric: MetricName = Field(
+        default="http_requests_total", description="counter of HTTP requests"
+    )
+    latency_metric: MetricName = Field(
+        default="http_request_duration_seconds",
+        description="histogram of request latency in seconds (its _bucket and _count series)",
+    )
+    version_label: LabelName = Field(default="version", description="label holding the version")
+    code_label: LabelName = Field(default="code", description="label holding the status code")
+    selector: str | None = Field(
+        default=None,
+        min_length=1,
+        description='extra label matchers for every preset query, e.g. job="checkout"',
+    )
+
+
+class Relative(StrictModel):
+    """Canary against stable: fail when the canary is higher by more than allowed."""
+
+    max_increase_percent: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="allowed increase over stable, in %"
+    )
+    max_increase: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="allowed increase, in the unit"
+    )
+
+
+class Statistical(StrictModel):
+    """Mann-Whitney U: are the canary's values higher than the stable's, beyond chance?"""
+
+    confidence: float = Field(
+        default=0.99, gt=0.5, lt=1, description="fail only when this sure the canary is higher"
+    )
+    min_increase_percent: float = Field(
+        default=10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="effect-size floor: the canary's median must also be this much higher",
+    )
+    step: Duration = Field(
+        default=60.0, description="one value per step of the window, for each version"
+    )
+
+
+def significance(confidence: float) -> float:
+    """The p-value a test must stay below: 0.05 for confidence 0.95 (float noise removed)."""
+    return round(1 - confidence, 10)
+
+
+def values_needed(confidence: float) -> int:
+    """Fewest values per version with which Mann-Whitney can reach ``confidence`` at all.
+
+    With n values each, the smallest one-sided p-value is 1 / C(2n, n) (complete separation).
+    """
+    n = 1
+    while 1 / math.comb(2 * n, n) >= significance(confidence):
+        n += 1
+    return n
+
+
 class Gate(StrictModel):
     """One metric check, judged at every analysis interval during a bake."""
 
@@ -117,8 +206,15 @@ class Gate(StrictModel):
     samples_query: str | None = Field(
         default=None,
         min_length=1,
-        description="your query's sample count for the canary (e.g. its invocations); "
-        "min_samples needs it",
+        description="how many requests (or invocations) the canary's value rests on; "
+        "min_samples needs it for your own query",
+    )
+    relative: Relative | None = Field(default=None, description="compare with the stable")
+    statistical: Statistical | None = Field(
+        default=None, description="Mann-Whitney U of canary against stable values"
+    )
+    preset_options: PresetOptions | None = Field(
+        default=None, description="metric and label names for the prometheus presets"
     )
 
     @model_validator(mode="after")
@@ -140,8 +236,35 @@ class Gate(StrictModel):
                     f"{', '.join(PRESETS[self.provider])}",
                 )
             )
-        if self.max is None and self.min is None:
-            found.append((("max",), "a gate needs a threshold: set max, min or both"))
+        if (self.max, self.min, self.relative, self.statistical) == (None, None, None, None):
+            found.append(
+                (("max",), "a gate needs a check: set max, min (or both), relative or statistical")
+            )
+        found += self._comparison_problems()
+        if self.preset_options is not None and (
+            self.provider != "prometheus" or self.preset is None
+        ):
+            found.append(
+                (
+                    ("preset_options",),
+                    "applies to the prometheus presets only "
+                    f"({', '.join(PRESETS['prometheus'])}); remove it",
+                )
+            )
+        if (
+            self.provider == "prometheus"
+            and self.query is not None
+            and self.min_samples
+            and self.samples_query is None
+        ):
+            found.append(
+                (
+                    ("samples_query",),
+                    f"min_samples {self.min_samples} needs a sample count: add samples_query, "
+                    'e.g. sum(increase(http_requests_total{version="{{ canary_version }}"}'
+                    "[{{ window }}])), or set min_samples to 0",
+                )
+            )
         if self.max is not None and self.min is not None and self.min > self.max:
             found.append(
                 (("min",), f"min {self.min:g} is above max {self.max:g}; no value could pass")
@@ -188,6 +311,54 @@ class Gate(StrictModel):
                     )
         return found
 
+    def _comparison_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Relative and statistical checks need the stable side and enough values."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for name, block in (("relative", self.relative), ("statistical", self.statistical)):
+            if block is not None and self.query is not None and self.stable_query is None:
+                found.append(
+                    (
+                        ("stable_query",),
+                        f"{name} compares with the stable version: add stable_query, your "
+                        "query with {{ stable_version }} in place of {{ canary_version }}",
+                    )
+                )
+        if self.relative is not None and (
+            self.relative.max_increase_percent is None and self.relative.max_increase is None
+        ):
+            found.append(
+                (
+                    ("relative", "max_increase_percent"),
+                    "set max_increase_percent, max_increase, or both (the larger allowance wins)",
+                )
+            )
+        stat = self.statistical
+        if stat is not None and self.window > 0:
+            needed = values_needed(stat.confidence)
+            have = int(self.window // stat.step) if stat.step > 0 else 0
+            if have < needed:
+                found.append(
+                    (
+                        ("statistical", "step"),
+                        f"a window of {format_duration(self.window)} in steps of "
+                        f"{format_duration(stat.step)} gives {have} value(s) per version; "
+                        f"Mann-Whitney needs {needed} for confidence {stat.confidence:g}: "
+                        "shorten step or lengthen window",
+                    )
+                )
+        return found
+
+    def templates(self) -> dict[str, str]:
+        """Every field of this gate that is a query template, by field path."""
+        found = {
+            name: text
+            for name in ("query", "stable_query", "samples_query")
+            if (text := getattr(self, name)) is not None
+        }
+        if self.preset_options is not None and self.preset_options.selector is not None:
+            found["preset_options.selector"] = self.preset_options.selector
+        return found
+
 
 class Analysis(StrictModel):
     interval: Duration = Field(default=30.0, description="how often gates run during a bake")
@@ -195,7 +366,7 @@ class Analysis(StrictModel):
     failure_limit: int = Field(default=1, ge=0, description="failed evaluations tolerated")
     inconclusive_limit: int = Field(default=3, ge=0, description="inconclusive ones tolerated")
     consecutive_error_limit: int = Field(
-        default=4, ge=0, description="provider errors in a row tolerated; then rollback"
+        default=10, ge=0, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
 
@@ -283,6 +454,38 @@ class RolloutSpec(StrictModel):
         if found:
             raise problems(*found)
         return targets
+
+    @model_validator(mode="after")
+    def _known_template_variables(self) -> RolloutSpec:
+        """A query naming a variable nobody fills in is refused now, not mid-rollout."""
+        known = set(ALWAYS) | set(target_variables(self.targets[0]))
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for index, gate in enumerate(self.analysis.gates):
+            for field_path, text in gate.templates().items():
+                path: tuple[str | int, ...] = ("analysis", "gates", index, *field_path.split("."))
+                try:
+                    names = names_in(text)
+                except TemplateError as exc:
+                    found.append((path, str(exc)))
+                    continue
+                unknown = [name for name in names if name not in known]
+                if not unknown:
+                    continue
+                hints = []
+                for name in unknown:
+                    close = difflib.get_close_matches(name, sorted(known), n=1)
+                    hints += [f"did you mean {{{{ {close[0]} }}}}? "] if close else []
+                shown = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
+                found.append(
+                    (
+                        path,
+                        f"unknown template variable {shown}; {''.join(hints)}known: "
+                        f"{', '.join(sorted(known))}",
+                    )
+                )
+        if found:
+            raise problems(*found)
+        return self
 
 
 class Metadata(StrictModel):

@@ -7,6 +7,7 @@ cannot stop cleanly (kopf's rule): it is reported, never ignored.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,3 +25,12 @@ async def no_task_left_pending() -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*left, return_exceptions=True)
     assert not left, f"tasks left pending: {[t.get_name() for t in left]}"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No CANARY_* variable from the outer environment (CI sets some) leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith("CANARY_"):
+            monkeypatch.delenv(name)
+    return monkeypatch

@@ -234,16 +234,27 @@ def test_failures_count_across_steps() -> None:
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [("pause", P.PAUSED), ("rollback", P.ROLLING_BACK), ("continue", P.BAKING)],
+    [("pause", P.PAUSED), ("rollback", P.ROLLING_BACK), ("continue", P.SHIFTING)],
 )
 def test_inconclusive_beyond_limit_follows_policy(policy: str, expected: Phase) -> None:
     doc = document(analysis=GATES | {"inconclusive_limit": 1, "on_inconclusive": policy})
-    r = check(rollout(P.BAKING, doc), [Verdict.INCONCLUSIVE], at(30)).rollout
+    r = check(rollout(P.BAKING, doc), [Verdict.INCONCLUSIVE], at(300)).rollout
     assert r.phase == P.BAKING
-    t = check(r, [Verdict.INCONCLUSIVE], at(60))
+    t = check(r, [Verdict.INCONCLUSIVE], at(330))
     assert t.rollout.phase == expected
     if policy == "pause":
         assert "inconclusive_limit 1" in (t.rollout.paused_reason or "")
+
+
+def test_inconclusive_during_the_bake_is_not_counted() -> None:
+    """The window is still filling with this step's traffic: no verdict yet, no count."""
+    doc = document(analysis=GATES | {"inconclusive_limit": 0, "on_inconclusive": "rollback"})
+    r = rollout(P.BAKING, doc)
+    for second in range(30, 300, 30):
+        r = check(r, [Verdict.INCONCLUSIVE], at(second)).rollout
+        assert (r.phase, r.counters.inconclusive) == (P.BAKING, 0)
+    t = check(r, [Verdict.INCONCLUSIVE], at(300))
+    assert t.rollout.phase == P.ROLLING_BACK, "at the bake's end it counts"
 
 
 def test_inconclusive_within_limit_never_advances() -> None:
@@ -278,7 +289,7 @@ def test_error_streak_resets_on_a_clean_evaluation() -> None:
 
 
 def test_each_verdict_counts_against_its_own_limit() -> None:
-    t = check(rollout(P.BAKING), [Verdict.FAIL, Verdict.ERROR, Verdict.INCONCLUSIVE], at(30))
+    t = check(rollout(P.BAKING), [Verdict.FAIL, Verdict.ERROR, Verdict.INCONCLUSIVE], at(300))
     assert t.rollout.counters.model_dump() == {
         "failures": 1,
         "inconclusive": 1,
@@ -320,7 +331,7 @@ def test_resume_continues_the_bake_where_it_stopped() -> None:
 
 def test_resume_resets_the_step_counters_but_not_failures() -> None:
     doc = document(analysis=GATES | {"inconclusive_limit": 0})
-    r = check(rollout(P.BAKING, doc), [Verdict.FAIL, Verdict.INCONCLUSIVE], at(30)).rollout
+    r = check(rollout(P.BAKING, doc), [Verdict.FAIL, Verdict.INCONCLUSIVE], at(300)).rollout
     assert r.phase == P.PAUSED
     r = apply(r, Command("resume", "ana"), at(60)).rollout
     assert r.counters.model_dump() == {"failures": 1, "inconclusive": 0, "consecutive_errors": 0}

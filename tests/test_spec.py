@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,7 @@ def test_other_defaults() -> None:
     assert spec.analysis.interval == 30
     assert spec.analysis.gates == []
     assert (spec.analysis.failure_limit, spec.analysis.inconclusive_limit) == (1, 3)
-    assert spec.analysis.consecutive_error_limit == 4
+    assert spec.analysis.consecutive_error_limit == 10
     assert spec.analysis.on_inconclusive == "pause"
     assert spec.notify.slack is None
     data = minimal()
@@ -320,7 +319,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "gate without max or min",
         {"analysis": {"gates": [gate(max=None)]}},
         "spec.analysis.gates[0].max",
-        "a gate needs a threshold: set max, min or both",
+        "a gate needs a check: set max, min (or both), relative or statistical",
     ),
     (
         "min above max",
@@ -504,7 +503,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "spec.analysis.on_inconclusive": "'ignore' is not allowed",
         "spec.analysis.gates[0].provider": "unknown metric provider 'datadog'",
         "spec.analysis.gates[1].preset": "unknown cloudwatch preset 'lambda-p95'",
-        "spec.analysis.gates[1].max": "a gate needs a threshold",
+        "spec.analysis.gates[1].max": "a gate needs a check",
         "spec.notify.slak": "unknown field 'slak'; did you mean 'slack'?",
     }
     assert found.keys() == expected.keys()
@@ -587,15 +586,6 @@ def test_two_documents_in_one_file() -> None:
 
 
 # --- settings -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No CANARY_* variable from the outer environment (CI sets some) leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith("CANARY_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:

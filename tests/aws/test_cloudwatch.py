@@ -148,7 +148,10 @@ async def test_error_rate_preset_measures_each_version_in_one_call(
     assert counted.calls == 1, "every gate of one evaluation in one GetMetricData call"
     assert rate.verdict == Verdict.FAIL
     assert (rate.value, rate.stable_value, rate.samples) == (0.05, 0.002, 200)
-    assert rate.explanation == "error-rate 0.05 > max 0.01 (stable 0.002) → FAIL"
+    assert rate.explanation == (
+        "error-rate 0.05 > max 0.01: 10 of 200 requests, beyond chance (p<0.001) "
+        "(stable 0.002) → FAIL"
+    ), "the invocations are the sample size of the binomial check"
     assert (errors.verdict, errors.value) == (Verdict.PASS, 10)
 
 

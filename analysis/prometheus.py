@@ -1,0 +1,311 @@
+"""Prometheus as a metric provider: PromQL over the gate's window, through prometheus-api-client.
+
+Three rules shape it:
+
+* An empty result is "no data" (``None``), never zero, and so is NaN (a rate over no
+  requests: 0/0). Only a query that answers with a number gives a value.
+* A query returning several series is an ERROR that says so: picking one would judge the
+  wrong thing. Aggregate it (``sum(...)``) in the query.
+* The client is synchronous (requests), so every HTTP call runs in a small thread pool of
+  its own and never blocks the event loop. The client's own retries are off: the gate
+  policy (``consecutive_error_limit``, one evaluation per interval) is the retry, and a
+  slow retry loop here would only hide an outage behind the provider timeout.
+
+Queries are templates (``config.templates``): ``{{ canary_version }}``, ``{{ stable_version
+}}``, ``{{ window }}`` (the gate's window as a PromQL duration, e.g. ``300s``) and the
+target's fields. For the statistical judge the same query is also evaluated over the
+window as a range query, one value per ``statistical.step``, with ``{{ window }}`` standing
+for that step, so consecutive values do not overlap.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from analysis.base import Measurement, MetricQuery, ProviderError, Window
+from config.spec import PresetOptions
+from config.templates import TemplateError, render
+
+DEFAULT_OPTIONS = PresetOptions()
+
+
+@dataclass(frozen=True)
+class PrometheusOptions:
+    """How to reach Prometheus (daemon settings ``CANARY_PROMETHEUS_*``)."""
+
+    url: str
+    timeout: float = 10.0
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None
+    max_workers: int = 4
+
+    def __repr__(self) -> str:  # never show credentials, even in a traceback
+        return f"PrometheusOptions(url={self.url!r}, timeout={self.timeout})"
+
+
+# ---------------------------------------------------------------- the queries
+
+
+def promql_duration(seconds: float) -> str:
+    """A PromQL duration for ``seconds``: ``300s``, or ``1500ms`` when not whole seconds."""
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _string(value: str) -> str:
+    """``value`` as a PromQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class Expressions:
+    value: str
+    samples: str | None = None
+    series: str | None = None  # evaluated as a range query, one value per step
+
+
+def preset_queries(
+    name: str, opts: PresetOptions, version: str, extra: str | None, w: str
+) -> tuple[str, str]:
+    """A preset's value and sample-count PromQL for one version over a range of ``w``."""
+    matchers = [f"{opts.version_label}={_string(version)}"]
+    if extra:
+        matchers.append(extra)
+    selector = "{" + ", ".join(matchers) + "}"
+    errors = "{" + ", ".join([*matchers, f'{opts.code_label}=~"5.."']) + "}"
+    if name == "http-error-rate":
+        requests_ = opts.requests_metric
+        value = (
+            f"(sum(rate({requests_}{errors}[{w}])) or vector(0))"
+            f" / sum(rate({requests_}{selector}[{w}]))"
+        )
+        return value, f"sum(increase({requests_}{selector}[{w}]))"
+    if name == "http-p95-latency":
+        latency = opts.latency_metric
+        value = f"histogram_quantile(0.95, sum by (le) (rate({latency}_bucket{selector}[{w}])))"
+        return value, f"sum(increase({latency}_count{selector}[{w}]))"
+    raise TemplateError(f"prometheus has no preset {name!r}")
+
+
+def expressions(query: MetricQuery, window: Window) -> Expressions:
+    """The PromQL for ``query``; raises ``TemplateError`` for a variable without a value."""
+    variables = {**query.variables, "window": promql_duration(window.seconds)}
+    step = promql_duration(query.series_step) if query.series_step else None
+    if query.preset is not None:
+        opts = query.preset_options or DEFAULT_OPTIONS
+        version = render("{{ " + f"{query.side}_version" + " }}", variables)
+        extra = render(opts.selector, variables) if opts.selector else None
+        value, count = preset_queries(query.preset, opts, version, extra, variables["window"])
+        series = preset_queries(query.preset, opts, version, extra, step)[0] if step else None
+        # The judges weigh the canary's requests; the stable's count would be a wasted query.
+        return Expressions(value, count if query.side == "canary" else None, series)
+    if query.expression is None:
+        raise TemplateError("the gate has neither a query nor a preset")
+    samples = query.samples_expression
+    return Expressions(
+        value=render(query.expression, variables),
+        samples=render(samples, variables) if samples else None,
+        series=render(query.expression, {**variables, "window": step}) if step else None,
+    )
+
+
+# ---------------------------------------------------------------- the answers
+
+
+def _number(text: Any) -> float | None:
+    """A sample value as Prometheus writes it ("0.5", "NaN", "+Inf"); NaN/Inf are no data."""
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def _labels(series: Mapping[str, Any]) -> str:
+    metric = series.get("metric") or {}
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(metric.items())) + "}"
+
+
+def instant_value(result: Any, what: str) -> float | None:
+    """The one number in an instant query's ``result``; None for an empty result or NaN."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return _number(result[1])  # a scalar: [time, "value"]
+    if not result:
+        return None
+    if len(result) > 1:
+        shown = ", ".join(_labels(s) for s in result[:3])
+        raise ProviderError(
+            f"{what} returned {len(result)} series ({shown}{', ...' if len(result) > 3 else ''}); "
+            "aggregate it to one, e.g. with sum(...)"
+        )
+    return _number(result[0]["value"][1])
+
+
+def range_values(result: Any, what: str) -> tuple[float, ...]:
+    if not result:
+        return ()
+    if len(result) > 1:
+        raise ProviderError(
+            f"{what} returned {len(result)} series over the window; aggregate it to one"
+        )
+    numbers = (_number(v) for _, v in result[0]["values"])
+    return tuple(n for n in numbers if n is not None)
+
+
+_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def describe_failure(exc: Exception, url: str, timeout: float) -> str:
+    """Why a call failed, in one line, without the noise of nested exception reprs."""
+    text = str(exc)
+    if isinstance(exc, PrometheusApiClientException):
+        match = _STATUS.match(text)
+        if match is None:
+            return text
+        status, raw = int(match.group(1)), match.group(2)
+        try:
+            body = json.loads(ast.literal_eval(raw))
+            detail = f": {body.get('errorType', '')} {body.get('error', '')}".rstrip()
+        except (ValueError, SyntaxError, TypeError, AttributeError):
+            detail = ""
+        if status in (401, 403):
+            return f"HTTP {status} from {url}: check the CANARY_PROMETHEUS_* credentials"
+        if status in (400, 422):
+            return f"Prometheus refused the query (HTTP {status}){detail}"
+        return f"HTTP {status} from {url}{detail}"
+    if isinstance(exc, requests.exceptions.SSLError):
+        found = re.search(r"certificate verify failed[^'\")]*", text)
+        return f"TLS to {url} failed: {found.group(0) if found else 'handshake error'}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"{url} did not answer within {timeout:g}s"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        found = _ERRNO.search(text)
+        return (
+            f"cannot connect to {url}: {found.group(1).strip() if found else 'connection failed'}"
+        )
+    return f"{type(exc).__name__}: {text}"
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class PrometheusProvider:
+    """Answers a batch of gate queries; each PromQL call runs in the provider's threads."""
+
+    kind: ClassVar[str] = "prometheus"
+
+    def __init__(self, options: PrometheusOptions) -> None:
+        self.options = options
+        self.url = options.url.rstrip("/")
+        self._executor = ThreadPoolExecutor(
+            max_workers=options.max_workers, thread_name_prefix="prometheus"
+        )
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def _client(self) -> PrometheusConnect:
+        """One client (and HTTP session) per worker thread: requests sessions are not shared."""
+        client: PrometheusConnect | None = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        o = self.options
+        session = requests.Session()
+        session.verify = o.ca_file if (o.verify_tls and o.ca_file) else o.verify_tls
+        headers = {"Authorization": f"Bearer {o.bearer_token}"} if o.bearer_token else None
+        auth = (o.username, o.password or "") if o.username else None
+        client = PrometheusConnect(
+            url=self.url,
+            headers=headers,  # type: ignore[arg-type]  # None: no extra headers
+            auth=auth,  # type: ignore[arg-type]  # None: no basic auth
+            session=session,
+            timeout=o.timeout,  # type: ignore[arg-type]  # requests takes a float
+            retry=Retry(total=0, raise_on_status=False),
+        )
+        self._local.client = client
+        with self._lock:
+            self._sessions.append(session)
+        return client
+
+    def _instant(self, expression: str, window: Window) -> Any:
+        return self._client().custom_query(
+            expression, params={"time": f"{window.end.timestamp():.3f}"}
+        )
+
+    def _range(self, expression: str, window: Window, step: float) -> Any:
+        return self._client().custom_query_range(
+            expression,
+            start_time=window.start + timedelta(seconds=step),
+            end_time=window.end,
+            step=f"{step:g}",
+        )
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except (PrometheusApiClientException, requests.exceptions.RequestException) as exc:
+            raise ProviderError(describe_failure(exc, self.url, self.options.timeout)) from None
+        except ValueError as exc:  # a body that is not JSON
+            raise ProviderError(f"unexpected answer from {self.url}: {exc}") from None
+
+    async def _measure(self, query: MetricQuery, window: Window) -> Measurement:
+        try:
+            plan = expressions(query, window)
+        except TemplateError as exc:
+            raise ProviderError(f"{query.side} query: {exc}") from None
+        calls = [self._call(self._instant, plan.value, window)]
+        if plan.samples is not None:
+            calls.append(self._call(self._instant, plan.samples, window))
+        if plan.series is not None and query.series_step:
+            calls.append(self._call(self._range, plan.series, window, query.series_step))
+        answers = list(await asyncio.gather(*calls, return_exceptions=True))
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        if failed:
+            raise failed[0]
+        try:
+            value = instant_value(answers.pop(0), f"the {query.side} query")
+            samples = instant_value(answers.pop(0), "the samples query") if plan.samples else None
+            values = range_values(answers.pop(0), f"the {query.side} query") if answers else ()
+        except (KeyError, IndexError, TypeError, ValueError) as exc:  # not the API's shape
+            raise ProviderError(f"unexpected answer from {self.url}: {exc!r}") from None
+        detail: dict[str, Any] = {"query": plan.value}
+        if plan.samples:
+            detail["samples_query"] = plan.samples
+        return Measurement(value, samples, detail=detail, values=values)
+
+    async def query(
+        self, queries: Sequence[MetricQuery], window: Window
+    ) -> Sequence[Measurement | ProviderError]:
+        async def one(query: MetricQuery) -> Measurement | ProviderError:
+            try:
+                return await self._measure(query, window)
+            except ProviderError as exc:
+                return exc
+
+        return await asyncio.gather(*(one(q) for q in queries))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()

@@ -1,0 +1,271 @@
+"""The judges, templates and PromQL the gates are made of, without any server.
+
+Each case is a verdict a person reads in a timeline, so the assertions are on the verdict
+and the words: the numbers it rests on, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from analysis.base import Measurement, MetricQuery, ProviderError, Verdict, Window
+from analysis.judges import GateResult, judge
+from analysis.prometheus import describe_failure, expressions, instant_value, promql_duration
+from config.spec import Gate, PresetOptions
+from config.templates import TemplateError, names_in, render
+
+
+def gate(**fields: Any) -> Gate:
+    return Gate.model_validate({"name": "p95", "provider": "prometheus"} | fields)
+
+
+def m(
+    value: float | None, samples: float | None = 1000, values: tuple[float, ...] = ()
+) -> Measurement:
+    return Measurement(value, samples, values=values)
+
+
+# ---------------------------------------------------------------- threshold
+
+
+def test_threshold_keeps_its_wording() -> None:
+    g = gate(name="error-rate", query="q", max=0.01)
+    assert judge(g, m(0.05), m(0.002)).explanation == (
+        "error-rate 0.05 > max 0.01 (stable 0.002) → FAIL"
+    )
+    assert judge(g, m(0.002), None).explanation == "error-rate 0.002 ≤ max 0.01 → PASS"
+
+
+def test_no_data_and_too_few_samples_are_inconclusive_never_pass() -> None:
+    g = gate(preset="http-p95-latency", max=0.5, min_samples=200)
+    nodata = judge(g, m(None), m(0.3))
+    assert nodata.verdict == Verdict.INCONCLUSIVE
+    assert nodata.explanation == "p95 has no data for the canary (stable 0.3s) → INCONCLUSIVE"
+    few = judge(g, m(0.1, samples=12), m(0.3))
+    assert few.verdict == Verdict.INCONCLUSIVE
+    assert "0.1s rests on 12 samples < min_samples 200" in few.explanation
+    assert judge(g, m(float("nan")), None).verdict == Verdict.INCONCLUSIVE, "NaN is no data"
+
+
+# ---------------------------------------------------------------- relative
+
+
+def test_relative_in_percent_reads_like_the_issue() -> None:
+    g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20})
+    result = judge(g, m(0.61), m(0.32))
+    assert result.verdict == Verdict.FAIL
+    assert result.explanation == "p95 0.61s vs stable 0.32s: +91% > allowed +20% → FAIL"
+    assert result.detail["allowed_increase"] == pytest.approx(0.064)
+    ok = judge(g, m(0.35), m(0.32))
+    assert ok.explanation == "p95 0.35s vs stable 0.32s: +9.4% ≤ allowed +20% → PASS"
+
+
+def test_relative_absolute_allowance_wins_when_larger() -> None:
+    """A tiny stable error rate must not turn +0.1 points into a rollback."""
+    g = gate(
+        name="errors",
+        preset="http-error-rate",
+        relative={"max_increase_percent": 50, "max_increase": 0.005},
+    )
+    result = judge(g, m(0.003), m(0.001))
+    assert result.verdict == Verdict.PASS
+    assert "+0.002 (+200%) ≤ allowed +0.005 (+50% or +0.005, whichever is larger)" in (
+        result.explanation
+    )
+    assert judge(g, m(0.0075, samples=20_000), m(0.001)).verdict == Verdict.FAIL
+
+
+def test_error_rates_fail_only_beyond_chance() -> None:
+    """3 errors in 200 requests (1.5%) is no evidence of a rate above 1%; 12 in 200 is."""
+    g = gate(name="errors", preset="http-error-rate", max=0.01, min_samples=100)
+    chance = judge(g, m(0.015, samples=200), m(0.002))
+    assert chance.verdict == Verdict.INCONCLUSIVE, "above the line, but never PASS"
+    assert chance.explanation == (
+        "errors 0.015 > max 0.01: 3 of 200 requests, not beyond chance yet (p=0.32 ≥ 0.01) "
+        "(stable 0.002) → INCONCLUSIVE"
+    )
+    real = judge(g, m(0.06, samples=200), m(0.002))
+    assert real.verdict == Verdict.FAIL
+    assert "12 of 200 requests, beyond chance (p<0.001)" in real.explanation
+
+
+def test_min_samples_guards_pass_but_not_a_failure_beyond_chance() -> None:
+    g = gate(
+        name="errors",
+        preset="http-error-rate",
+        relative={"max_increase_percent": 50, "max_increase": 0.005},
+        min_samples=500,
+    )
+    broken = judge(g, m(0.2, samples=40), m(0.003))
+    assert broken.verdict == Verdict.FAIL, broken.explanation
+    assert "8 of 40 requests, beyond chance" in broken.explanation
+    healthy = judge(g, m(0.0, samples=40), m(0.003))
+    assert healthy.verdict == Verdict.INCONCLUSIVE
+    assert "rests on 40 samples < min_samples 500" in healthy.explanation
+    noisy = judge(g, m(0.025, samples=40), m(0.003))
+    assert noisy.verdict == Verdict.INCONCLUSIVE, "1 of 40 may be chance"
+
+
+def test_relative_without_stable_data_is_inconclusive() -> None:
+    g = gate(preset="http-p95-latency", relative={"max_increase": 0.1})
+    result = judge(g, m(0.3), m(None))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "no data for the stable version" in result.explanation
+
+
+def test_worst_check_decides_and_every_check_is_explained() -> None:
+    g = gate(preset="http-p95-latency", max=1.0, relative={"max_increase_percent": 20})
+    result = judge(g, m(0.61), m(0.32))
+    assert result.verdict == Verdict.FAIL
+    assert result.explanation == ("p95 0.61s ≤ max 1s; vs stable 0.32s: +91% > allowed +20% → FAIL")
+    inconclusive = judge(g, m(0.61), None)
+    assert inconclusive.verdict == Verdict.INCONCLUSIVE
+    assert judge(g, m(1.5), None).verdict == Verdict.FAIL, "a FAIL beats INCONCLUSIVE"
+
+
+# ---------------------------------------------------------------- statistical
+
+
+STAT = {"confidence": 0.95, "min_increase_percent": 10, "step": "1m"}
+
+
+def test_mann_whitney_fails_a_clearly_higher_canary() -> None:
+    g = gate(preset="http-p95-latency", statistical=STAT)
+    canary = m(0.6, values=(0.58, 0.61, 0.6, 0.63, 0.59))
+    stable = m(0.3, values=(0.31, 0.3, 0.32, 0.29, 0.28))
+    result = judge(g, canary, stable)
+    assert result.verdict == Verdict.FAIL
+    assert result.explanation == (
+        "p95 0.6s, over the window median 0.6s vs stable 0.3s (+100%, 5 and 5 values): "
+        "higher beyond chance (Mann-Whitney p=0.004 < 0.05) and by at least +10% → FAIL"
+    )
+    assert result.detail["p_value"] == pytest.approx(1 / 252)
+
+
+def test_mann_whitney_needs_significance_and_the_effect_floor() -> None:
+    g = gate(preset="http-p95-latency", statistical=STAT)
+    noisy = judge(g, m(0.3, values=(0.3, 0.2, 0.4, 0.25, 0.35)), m(0.3, values=(0.3,) * 5))
+    assert noisy.verdict == Verdict.PASS
+    assert "not higher beyond chance" in noisy.explanation
+    tiny = judge(
+        g,
+        m(0.303, values=(0.302, 0.303, 0.304, 0.303, 0.302)),
+        m(0.3, values=(0.3, 0.299, 0.301, 0.3, 0.298)),
+    )
+    assert tiny.verdict == Verdict.PASS
+    assert "by less than the floor +10%" in tiny.explanation
+
+
+def test_mann_whitney_with_too_few_values_is_inconclusive() -> None:
+    g = gate(preset="http-p95-latency", statistical=STAT)
+    result = judge(g, m(0.9, values=(0.9, 0.95, 0.9)), m(0.3, values=(0.3,) * 10))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "only 3 canary and 10 stable value(s); Mann-Whitney needs 4" in result.explanation
+
+
+def test_results_round_trip_through_stored_events() -> None:
+    g = gate(preset="http-p95-latency", statistical=STAT)
+    result = judge(g, m(0.6, values=(0.6,) * 5), m(0.3, values=(0.3,) * 5))
+    assert GateResult.from_data(result.to_data()) == result
+
+
+# ---------------------------------------------------------------- templates
+
+
+def test_templates_fill_known_names_and_refuse_the_rest() -> None:
+    assert names_in('a{v="{{ canary_version }}"}[{{window}}]') == ["canary_version", "window"]
+    assert render("x{{ a }}y{{a}}", {"a": "1"}) == "x1y1"
+    with pytest.raises(TemplateError, match=r"no value for \{\{ b \}\}"):
+        render("{{ a }}{{ b }}", {"a": "1"})
+    with pytest.raises(TemplateError, match="no value for"):
+        render("{{ stable_version }}", {"stable_version": ""})
+    with pytest.raises(TemplateError, match="is not a template variable"):
+        names_in("{{ 1x }}")
+
+
+# ---------------------------------------------------------------- PromQL
+
+
+WINDOW = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+
+
+def test_error_rate_preset_treats_missing_error_series_as_zero_errors() -> None:
+    q = MetricQuery(
+        gate="e",
+        side="stable",
+        expression=None,
+        preset="http-error-rate",
+        variables={"canary_version": "2", "stable_version": "1", "function": "checkout"},
+        series_step=60,
+        preset_options=PresetOptions(
+            requests_metric="reqs", code_label="status", selector='fn="{{ function }}"'
+        ),
+    )
+    e = expressions(q, WINDOW)
+    assert e.value == (
+        '(sum(rate(reqs{version="1", fn="checkout", status=~"5.."}[300s])) or vector(0))'
+        ' / sum(rate(reqs{version="1", fn="checkout"}[300s]))'
+    )
+    assert e.samples is None, "only the canary's request count is judged"
+    assert e.series is not None
+    assert "[60s]" in e.series
+    canary = expressions(replace(q, side="canary"), WINDOW)
+    assert canary.samples == 'sum(increase(reqs{version="2", fn="checkout"}[300s]))'
+
+
+def test_p95_preset_and_custom_queries() -> None:
+    q = MetricQuery(
+        gate="p",
+        side="canary",
+        expression=None,
+        preset="http-p95-latency",
+        variables={"canary_version": 'we"ird', "stable_version": "1"},
+    )
+    e = expressions(q, WINDOW)
+    assert e.value == (
+        "histogram_quantile(0.95, sum by (le) (rate("
+        'http_request_duration_seconds_bucket{version="we\\"ird"}[300s])))'
+    )
+    assert (
+        e.samples == 'sum(increase(http_request_duration_seconds_count{version="we\\"ird"}[300s]))'
+    )
+    custom = MetricQuery(
+        gate="c",
+        side="canary",
+        expression='x{v="{{ canary_version }}"}[{{ window }}]',
+        preset=None,
+        variables={"canary_version": "7"},
+        samples_expression="n[{{ window }}]",
+    )
+    e = expressions(custom, WINDOW)
+    assert (e.value, e.samples, e.series) == ('x{v="7"}[300s]', "n[300s]", None)
+
+
+def test_promql_durations() -> None:
+    assert [promql_duration(s) for s in (300, 1.5, 0.25, 90)] == ["300s", "1500ms", "250ms", "90s"]
+
+
+def test_answers_in_every_shape() -> None:
+    assert instant_value([], "q") is None
+    assert instant_value([1.0, "0.5"], "q") == 0.5
+    assert instant_value([{"metric": {}, "value": [1.0, "NaN"]}], "q") is None
+    assert instant_value([{"metric": {}, "value": [1.0, "+Inf"]}], "q") is None
+    with pytest.raises(ProviderError, match="returned 2 series"):
+        instant_value([{"metric": {"a": "1"}, "value": [1, "1"]}] * 2, "q")
+
+
+def test_failures_are_described_in_one_line() -> None:
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+
+    body = b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}'
+    text = describe_failure(
+        PrometheusApiClientException(f"HTTP Status Code 400 ({body!r})"), "http://p:9090", 5
+    )
+    assert text == "Prometheus refused the query (HTTP 400): bad_data parse error at char 5"
+    assert "credentials" in describe_failure(
+        PrometheusApiClientException("HTTP Status Code 401 (b'Unauthorized')"), "http://p", 5
+    )
