@@ -31,11 +31,13 @@ help:
 
 # The virtualenv, as a real file target: created from nothing when missing, reinstalled when
 # pyproject.toml is newer than the stamp. pip is quiet but still prints its errors, and a
-# failed install leaves no stamp behind, so the next make tries again.
+# failed install leaves no stamp behind, so the next make tries again. --no-compile: Python
+# compiles a module when it is first imported, so only what runs gets compiled; this halves
+# the install (about 35 s instead of 80 s here).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "installing canary[dev] into $(VENV)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
 	@touch $@
 
 # `canary demo` starts moto's server in this process, runs rollout A (healthy, promoted)
