@@ -41,7 +41,7 @@ from canary.client import (
 )
 from canary.model import Event
 from canary.timeline import QUIET, describe, offset
-from config.durations import format_duration, parse_duration
+from config.durations import display_duration, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -187,7 +187,7 @@ async def follow(
             emit_json(now)
         stop(
             EXIT_TIMEOUT,
-            f"timed out after {format_duration(limit or 0)} waiting for rollout "
+            f"timed out after {display_duration(limit or 0)} waiting for rollout "
             f"{rollout['id']}{seen}. It goes "
             f"on without you: `canary rollout status {rollout['id']}`, or abort it with "
             f"`canary rollout abort {rollout['id']} --reason ...`",

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from analysis.base import Verdict
 from analysis.judges import GateResult
 from canary.model import Counters, NewEvent, Phase, Rollout, TargetState, new_rollout_id
-from config.durations import format_duration
+from config.durations import display_duration
 from config.spec import RolloutDocument
 from strategies.base import TrafficSplit
 
@@ -352,9 +352,9 @@ def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent]) -> Rollout:
     remaining = r.bake_remaining(now)
     if remaining <= 0:
         return r.model_copy(update={"next_check_at": now})
-    text = f"baking {format_duration(remaining)} at {step.weight:g}%"
+    text = f"baking {display_duration(remaining)} at {step.weight:g}%"
     if r.bake_elapsed:
-        text += f" ({format_duration(r.bake_elapsed)} of {format_duration(step.bake)} done)"
+        text += f" ({display_duration(r.bake_elapsed)} of {display_duration(step.bake)} done)"
     events.append(_ev("bake.started", text, remaining=remaining, bake=step.bake))
     first = min(remaining, r.spec.analysis.interval)
     return r.model_copy(update={"next_check_at": now + timedelta(seconds=first)})
@@ -498,7 +498,7 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
 
     passing = not failed and not errored and (not inconclusive or inconclusive_over)
     if passing and remaining <= 0:
-        why = f"bake of {format_duration(r.current_step.bake)} at {r.weight:g}% passed"
+        why = f"bake of {display_duration(r.current_step.bake)} at {r.weight:g}% passed"
         if inconclusive_over:
             why += " (inconclusive accepted: on_inconclusive is continue)"
         return Transition(_complete_step(r, now, events, why), events)
@@ -527,7 +527,7 @@ def _promoted(r: Rollout, e: PromoteResult, now: datetime) -> Transition:
         events.append(
             _ev(
                 "promotion.failed",
-                f"promotion failed (attempt {attempts}), retrying in {format_duration(delay)}: "
+                f"promotion failed (attempt {attempts}), retrying in {display_duration(delay)}: "
                 f"{e.error}",
                 error=e.error,
                 attempt=attempts,
@@ -584,7 +584,7 @@ def _rolled_back(r: Rollout, e: RollbackResult, now: datetime) -> Transition:
         _ev(
             "rollback.failed",
             f"ROLLBACK FAILED (attempt {attempts}), traffic is not fully restored; retrying in "
-            f"{format_duration(delay)}: " + "; ".join(f"{k}: {m}" for k, m in failed.items()),
+            f"{display_duration(delay)}: " + "; ".join(f"{k}: {m}" for k, m in failed.items()),
             errors=failed,
             attempt=attempts,
         )
@@ -623,7 +623,7 @@ def _restarted(r: Rollout, e: Restarted, now: datetime) -> Transition:
         events.append(
             _ev(
                 "daemon.resumed",
-                f"daemon restarted mid-bake: resuming with {format_duration(left)} of bake left "
+                f"daemon restarted mid-bake: resuming with {display_duration(left)} of bake left "
                 "(time while the daemon was down is not counted)",
                 bake_remaining=left,
             )
@@ -677,7 +677,7 @@ def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
     ]
     why = f"promoted by {c.actor}"
     if r.phase == Phase.BAKING:
-        why += f", skipping {format_duration(r.bake_remaining(now))} of bake"
+        why += f", skipping {display_duration(r.bake_remaining(now))} of bake"
     if c.full:
         skipped = len(r.spec.steps) - r.step - 1
         events.append(
@@ -725,7 +725,7 @@ def _cmd_resume(r: Rollout, c: Command, now: datetime) -> Transition:
         _ev(
             "rollout.resumed",
             f"resumed by {c.actor}: re-applying {r.current_step.weight:g}%, "
-            f"{format_duration(max(0.0, left))} of bake left",
+            f"{display_duration(max(0.0, left))} of bake left",
             actor=c.actor,
         )
     )

@@ -62,6 +62,15 @@ def format_duration(seconds: float) -> str:
     return f"{Decimal(repr(float(seconds))):f}s"
 
 
+def display_duration(seconds: float) -> str:
+    """A duration for people to read in a message: milliseconds under a second, tenths of
+    a second under a minute, whole seconds above (``3.9745`` gives ``4s``, ``0.25`` gives
+    ``250ms``, ``90.4`` gives ``1m30s``). Never stored: specs use the exact format_duration."""
+    if seconds < 1:
+        return format_duration(round(seconds, 3))
+    return format_duration(round(seconds, 1) if seconds < 60 else float(round(seconds)))
+
+
 def _bad(value: Any) -> PydanticCustomError:
     return PydanticCustomError(
         "duration",

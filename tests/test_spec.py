@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import config.schema
-from config.durations import format_duration, parse_duration
+from config.durations import display_duration, format_duration, parse_duration
 from config.errors import SpecError
 from config.settings import load_settings
 from config.spec import RolloutDocument, load_file, parse_document, parse_text
@@ -850,3 +850,11 @@ def test_a_bad_key_in_the_config_file_is_named_as_written(
     text = str(caught.value)
     assert f"{path}: listne: unknown setting 'listne'" in text
     assert f"{path}: log_level:" in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(3.9745340000000002, "4s"), (0.25, "250ms"), (12.34, "12.3s"), (90.4, "1m30s"), (0, "0s")],
+)
+def test_messages_show_durations_rounded_for_people(seconds: float, shown: str) -> None:
+    assert display_duration(seconds) == shown
