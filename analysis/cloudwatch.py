@@ -29,8 +29,8 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
-from analysis.templates import render
 from config import metricmath
+from config.templates import TemplateError, render
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 LAMBDA = "AWS/Lambda"
@@ -157,8 +157,16 @@ def _preset(query: MetricQuery, call: _Call) -> Reader:
     raise ProviderError(f"unknown cloudwatch preset {query.preset!r}")
 
 
+def _render(text: str, variables: Mapping[str, str]) -> str:
+    """``text`` with its ``{{ name }}`` filled in; a name without a value makes the gate ERROR."""
+    try:
+        return render(text, variables)
+    except TemplateError as exc:
+        raise ProviderError(str(exc)) from None
+
+
 def _expression(text: str, query: MetricQuery, call: _Call, ids: Mapping[str, str]) -> str:
-    return call.expression(metricmath.rename_ids(render(text, query.variables), ids))
+    return call.expression(metricmath.rename_ids(_render(text, query.variables), ids))
 
 
 def _own(query: MetricQuery, call: _Call) -> Reader:
@@ -167,10 +175,10 @@ def _own(query: MetricQuery, call: _Call) -> Reader:
     ids: dict[str, str] = {}
     for name, m in query.metrics.items():
         ids[name] = call.stat(
-            render(str(m["namespace"]), query.variables),
-            render(str(m["metric"]), query.variables),
-            render(str(m["stat"]), query.variables),
-            {k: render(str(v), query.variables) for k, v in dict(m["dimensions"]).items()},
+            _render(str(m["namespace"]), query.variables),
+            _render(str(m["metric"]), query.variables),
+            _render(str(m["stat"]), query.variables),
+            {k: _render(str(v), query.variables) for k, v in dict(m["dimensions"]).items()},
             False,
         )
     value = _expression(query.expression, query, call, ids)

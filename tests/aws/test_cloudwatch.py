@@ -195,7 +195,7 @@ async def test_an_unknown_template_variable_is_an_error_that_names_it(
     )
     [result] = await judge([g], CloudWatchProvider(counted.aws))
     assert result.verdict == Verdict.ERROR
-    assert "{{ functon }}, which is not known here" in result.explanation
+    assert "no value for {{ functon }} in the query; known here: " in result.explanation
     assert counted.calls == 0
 
 
