@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from services import free_port
+
 CANARY = [sys.executable, "-m", "canary"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def daemon_env(tmp_path: Path, **env: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from daemon import CANARY, free_port, serve, wait_healthy
+from daemon import CANARY, serve, wait_healthy
+from services import free_port
 
 from canary.cli import cli
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from daemon import CANARY, Daemon, free_port, serve, token_setting
+from daemon import CANARY, Daemon, serve, token_setting
+from services import free_port
 
 from canary.cli import cli
 

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from daemon import free_port, token_setting
+from daemon import token_setting
 from helpers import document, lambda_target
 from motohelpers import REGION, Moto
+from services import free_port
 
 from canary.machine import new_rollout
 from canary.model import Event, Phase, Rollout
