@@ -89,6 +89,8 @@ async def simulate(document: RolloutDocument, scenario: Scenario) -> SimulationR
     rollout = await engine.submit(document, actor="simulate")
     rid = rollout.id
 
+    notes: list[str] = []  # what the scenario did, for the timeline's footer
+
     def at(offset: float) -> datetime:
         return begin + timedelta(seconds=offset)
 
@@ -113,7 +115,6 @@ async def simulate(document: RolloutDocument, scenario: Scenario) -> SimulationR
 
         return run
 
-    notes: list[str] = []
     scheduled: list[Scheduled] = [
         (at(c.at), command(c.command, c.actor, c.full, c.reason)) for c in scenario.commands
     ]
