@@ -41,6 +41,7 @@ from analysis.judges import fmt
 from canary import logs
 from canary.clock import RealClock
 from canary.engine import Engine, EngineOptions
+from canary.events import INTENTS, EventKind
 from canary.model import Event, Phase, Rollout
 from canary.store.sqlite import SQLiteStore
 from config.spec import RolloutDocument, parse_document
@@ -298,9 +299,9 @@ class Display:
         label = self.labels.get(rollout.id, "?")
         steps = len(rollout.spec.steps)
         for event in events:
-            if event.kind in ("traffic.shifting", "promotion.calling", "rollback.calling"):
+            if event.kind in INTENTS:
                 continue
-            text = _gates(event) if event.kind == "analysis.evaluated" else event.message
+            text = _gates(event) if event.kind == EventKind.ANALYSIS_EVALUATED else event.message
             self.progress.console.print(
                 f"[dim]{time.monotonic() - self.started:5.1f}s[/]  {label}  "
                 f"step {event.step}/{steps}  {event.weight:>4g}%  {text}",

@@ -18,6 +18,9 @@ Rules worth knowing (also in docs/architecture.md):
   in a row. Each is held against its own limit. Errors beyond ``consecutive_error_limit``
   roll back: an outage can never lead to a promotion.
 * A split this daemon did not write is drift: the rollout pauses, it never fights a human.
+* A start, shift or promotion that fails with a retryable error is tried again with
+  backoff (``retry_at``, stored, so a restart keeps it) until the retry budget is spent;
+  only then does it count as failed. A rollback is tried again until it is restored.
 """
 
 from __future__ import annotations
@@ -27,15 +30,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from tenacity import RetryCallState, Retrying, wait_exponential
+
 from analysis.base import Verdict
 from analysis.judges import GateResult
+from canary.events import ActionError, EventKind, PauseCause, RollbackCause
 from canary.model import Counters, NewEvent, Phase, Rollout, TargetState, new_rollout_id
 from config.durations import display_duration
 from config.spec import RolloutDocument
 from strategies.base import TrafficSplit
 
-RETRY_BASE = 5.0
-RETRY_CAP = 300.0
+K = EventKind
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed action is tried again: when, and for how long before it counts as failed.
+
+    A start, shift or promotion that fails with a retryable error (temporary, timeout, a
+    conflict over our own split) is tried again until ``budget`` seconds have passed since
+    its first failure; a rollback is tried again until it is restored, budget or not.
+    """
+
+    budget: float = 300.0
+    first: float = 5.0  # backoff: first wait, doubling
+    cap: float = 300.0  # backoff: longest wait
+
+    def delay(self, attempt: int, hint: float = 0.0) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based): the backoff, or the
+        backend's ``hint`` when longer. Pure: tenacity computes the wait, nothing sleeps."""
+        state = RetryCallState(Retrying(), None, (), {})
+        state.attempt_number = max(1, attempt)
+        backoff = wait_exponential(multiplier=self.first, max=self.cap)(state)
+        return max(hint, float(backoff))
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 # ---------------------------------------------------------------- inputs
 
@@ -56,7 +86,7 @@ class Started:
     """Preflight passed and each target's stable version was read (or ``error``)."""
 
     stables: tuple[str | None, ...] = ()
-    error: str | None = None
+    error: ActionError | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +95,7 @@ class ShiftResult:
 
     weight: float
     splits: tuple[TrafficSplit, ...] = ()
-    error: str | None = None  # the target after the last split refused
+    error: ActionError | None = None  # the target after the last split failed
 
 
 @dataclass(frozen=True)
@@ -79,14 +109,13 @@ class CheckResult:
 @dataclass(frozen=True)
 class PromoteResult:
     splits: tuple[TrafficSplit, ...] = ()
-    error: str | None = None
-    permanent: bool = False
+    error: ActionError | None = None
 
 
 @dataclass(frozen=True)
 class RollbackResult:
     restored: tuple[int, ...] = ()  # target indexes read back at 0%
-    errors: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, ActionError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,9 +181,15 @@ class Transition:
 
 # ---------------------------------------------------------------- decide
 
+RETRYING = frozenset(
+    {Phase.PENDING, Phase.SHIFTING, Phase.PROMOTING, Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED}
+)
+
 
 def decide(r: Rollout, now: datetime) -> Action:
     """What the engine should do next for ``r`` at ``now``."""
+    if r.phase in RETRYING and r.retry_at is not None and now < r.retry_at:
+        return Wait(r.retry_at)  # a failed action is tried again then
     match r.phase:
         case Phase.PENDING:
             return Start()
@@ -167,12 +202,8 @@ def decide(r: Rollout, now: datetime) -> Action:
         case Phase.AWAITING_APPROVAL | Phase.PAUSED:
             return Wait(None)
         case Phase.PROMOTING:
-            if r.retry_at is not None and now < r.retry_at:
-                return Wait(r.retry_at)
             return Promote()
         case Phase.ROLLING_BACK | Phase.ROLLBACK_FAILED:
-            if r.retry_at is not None and now < r.retry_at:
-                return Wait(r.retry_at)
             pending = [i for i, t in enumerate(r.targets) if not t.restored]
             return Rollback(tuple(reversed(pending)))
     return Done()
@@ -181,22 +212,27 @@ def decide(r: Rollout, now: datetime) -> Action:
 def intent(r: Rollout, action: Action) -> NewEvent | None:
     """The write-ahead record of an action, stored before the backend is touched."""
     names = ", ".join(t.key for t in r.targets)
+    attempt = f" (attempt {r.attempts + 1})" if r.attempts else ""
     match action:
         case Shift(weight=w):
             return _ev(
-                "traffic.shifting",
-                f"shifting to {w:g}% (from {r.weight:g}%) on {names}",
+                K.TRAFFIC_SHIFTING,
+                f"shifting to {w:g}% (from {r.weight:g}%) on {names}{attempt}",
                 weight=w,
                 previous=r.weight,
+                attempt=r.attempts + 1,
             )
         case Promote():
-            return _ev("promotion.calling", f"making the canary the stable version on {names}")
+            return _ev(
+                K.PROMOTION_CALLING,
+                f"making the canary the stable version on {names}{attempt}",
+                attempt=r.attempts + 1,
+            )
         case Rollback(targets=order):
             keys = ", ".join(r.targets[i].key for i in order)
             return _ev(
-                "rollback.calling",
-                f"restoring the stable version on {keys}"
-                + (f" (attempt {r.attempts + 1})" if r.attempts else ""),
+                K.ROLLBACK_CALLING,
+                f"restoring the stable version on {keys}{attempt}",
                 attempt=r.attempts + 1,
             )
     return None
@@ -205,28 +241,30 @@ def intent(r: Rollout, action: Action) -> NewEvent | None:
 # ---------------------------------------------------------------- apply
 
 
-def apply(r: Rollout, event: Input, now: datetime) -> Transition:
+def apply(
+    r: Rollout, event: Input, now: datetime, retry: RetryPolicy = DEFAULT_RETRY
+) -> Transition:
     """Fold ``event`` into ``r``. Raises ``CommandRejected`` for a command out of place."""
     match event:
         case Command():
             return _command(r, event, now)
         case Started():
-            return _started(r, event, now)
+            return _started(r, event, now, retry)
         case ShiftResult():
-            return _shifted(r, event, now)
+            return _shifted(r, event, now, retry)
         case CheckResult():
             return _checked(r, event, now)
         case PromoteResult():
-            return _promoted(r, event, now)
+            return _promoted(r, event, now, retry)
         case RollbackResult():
-            return _rolled_back(r, event, now)
+            return _rolled_back(r, event, now, retry)
         case Restarted():
             return _restarted(r, event, now)
     raise TypeError(f"unknown input {event!r}")
 
 
 def _ev(
-    kind: str,
+    kind: EventKind,
     message: str,
     actor: str | None = None,
     at_step: tuple[int, float] | None = None,
@@ -234,6 +272,52 @@ def _ev(
 ) -> NewEvent:
     step, weight = at_step if at_step is not None else (None, None)
     return NewEvent(kind=kind, message=message, actor=actor, data=data, step=step, weight=weight)
+
+
+# Cleared whenever the rollout moves on: a new action starts with a fresh retry budget.
+NOT_RETRYING: dict[str, Any] = {"retry_at": None, "attempts": 0, "failing_since": None}
+
+
+def _retry_later(
+    r: Rollout, now: datetime, error: ActionError, retry: RetryPolicy, *, budgeted: bool = True
+) -> Rollout | None:
+    """``r`` waiting to try its action again after ``error``; None: it counts as failed."""
+    since = r.failing_since or now
+    attempts = r.attempts + 1
+    at = now + timedelta(seconds=retry.delay(attempts, error.delay))
+    if budgeted:
+        deadline = since + timedelta(seconds=retry.budget)
+        if not error.retryable or now >= deadline:
+            return None
+        at = min(at, deadline)  # the last attempt lands on the budget's end
+    return r.model_copy(update={"attempts": attempts, "retry_at": at, "failing_since": since})
+
+
+def _retry_event(
+    kind: EventKind, what: str, waiting: Rollout, now: datetime, error: ActionError
+) -> NewEvent:
+    assert waiting.retry_at is not None
+    wait = (waiting.retry_at - now).total_seconds()
+    return _ev(
+        kind,
+        f"{what} failed (attempt {waiting.attempts}, {error.kind.value}), retrying in "
+        f"{display_duration(wait)}: {error}",
+        error=error.to_data(),
+        attempt=waiting.attempts,
+        retry_in=wait,
+    )
+
+
+def _gave_up(r: Rollout, now: datetime, error: ActionError, retry: RetryPolicy) -> str:
+    """Why a failing action counts as failed now: the error's class, or the spent budget."""
+    if not error.retryable:
+        return f"{error} ({error.kind.value}: retrying cannot help)"
+    since = r.failing_since or now
+    spent = display_duration((now - since).total_seconds())
+    return (
+        f"{error} (still failing after {r.attempts + 1} attempts over {spent}; the retry "
+        f"budget is {display_duration(retry.budget)})"
+    )
 
 
 def _with_weights(r: Rollout, splits: Sequence[TrafficSplit | None]) -> Rollout:
@@ -244,56 +328,104 @@ def _with_weights(r: Rollout, splits: Sequence[TrafficSplit | None]) -> Rollout:
     return r.model_copy(update={"targets": tuple(targets)})
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A target serving a split this daemon could not have written."""
+
+    target: str
+    observed: TrafficSplit
+    expected: tuple[float, ...]
+
+    def summary(self) -> str:
+        expected = " or ".join(f"{w:g}%" for w in dict.fromkeys(self.expected))
+        seen = self.observed.describe()
+        return f"{self.target} serves {seen}, not the {expected} this daemon set"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "expected": list(self.expected),
+            "observed": self.observed.canary_weight,
+            "detail": self.observed.detail,
+        }
+
+
 def _drift(
     r: Rollout, splits: Sequence[TrafficSplit | None], allowed: Sequence[Sequence[float]]
-) -> NewEvent | None:
+) -> Drift | None:
     """The first target whose split is none of the weights this daemon could have written."""
     for i, split in enumerate(splits):
         if split is None:
             continue
         if not any(split.matches(w) for w in allowed[i]):
-            key = r.targets[i].key
-            expected = " or ".join(f"{w:g}%" for w in dict.fromkeys(allowed[i]))
-            return _ev(
-                "traffic.drift",
-                f"{key} serves {split.describe()}, not the {expected} this daemon set; "
-                "someone else changed it. Paused: fix the target, then resume (canary "
-                "re-applies its weight) or abort (canary restores stable)",
-                target=key,
-                expected=list(allowed[i]),
-                observed=split.canary_weight,
-                detail=split.detail,
-            )
+            return Drift(r.targets[i].key, split, tuple(allowed[i]))
     return None
 
 
-def _pause(r: Rollout, now: datetime, reason: str, events: list[NewEvent]) -> Rollout:
+def _pause(
+    r: Rollout,
+    now: datetime,
+    cause: PauseCause,
+    reason: str,
+    events: list[NewEvent],
+    **data: Any,
+) -> Rollout:
     elapsed = r.bake_elapsed
     if r.watching_since is not None:
         elapsed += (now - r.watching_since).total_seconds()
-    events.append(_ev("rollout.paused", f"paused: {reason}", reason=reason))
+    events.append(
+        _ev(K.ROLLOUT_PAUSED, f"paused: {reason}", reason=reason, cause=cause.value, **data)
+    )
     return r.model_copy(
         update={
             "phase": Phase.PAUSED,
             "paused_reason": reason,
+            "paused_cause": cause,
             "bake_elapsed": elapsed,
             "watching_since": None,
             "next_check_at": None,
+            **NOT_RETRYING,
         }
     )
 
 
-def _rollback(r: Rollout, reason: str, events: list[NewEvent], **data: Any) -> Rollout:
-    events.append(_ev("rollback.started", f"rolling back: {reason}", reason=reason, **data))
+def _pause_for_drift(
+    r: Rollout, now: datetime, drift: Drift, events: list[NewEvent], *, restart: bool = False
+) -> Rollout:
+    events.append(
+        _ev(
+            K.TRAFFIC_DRIFT,
+            f"{drift.summary()}; someone else changed it. Paused: fix the target, then resume "
+            "(canary re-applies its weight) or abort (canary restores stable)",
+            **drift.data(),
+        )
+    )
+    reason = ("drift found at restart: " if restart else "drift: ") + drift.summary()
+    return _pause(r, now, PauseCause.DRIFT, reason, events, **drift.data())
+
+
+def _rollback(
+    r: Rollout, cause: RollbackCause, reason: str, events: list[NewEvent], **data: Any
+) -> Rollout:
+    events.append(
+        _ev(
+            K.ROLLBACK_STARTED,
+            f"rolling back: {reason}",
+            reason=reason,
+            cause=cause.value,
+            **data,
+        )
+    )
     return r.model_copy(
         update={
             "phase": Phase.ROLLING_BACK,
             "reason": reason,
+            "cause": cause,
             "paused_reason": None,
+            "paused_cause": None,
             "watching_since": None,
             "next_check_at": None,
-            "retry_at": None,
-            "attempts": 0,
+            **NOT_RETRYING,
             "targets": tuple(t.model_copy(update={"restored": False}) for t in r.targets),
         }
     )
@@ -303,18 +435,20 @@ def _advance(r: Rollout, now: datetime, events: list[NewEvent], why: str) -> Rol
     """Leave the current step for the next one, or for promotion after the last."""
     base = {
         "paused_reason": None,
+        "paused_cause": None,
         "bake_elapsed": 0.0,
         "watching_since": None,
         "next_check_at": None,
         "counters": r.counters.model_copy(update={"inconclusive": 0, "consecutive_errors": 0}),
+        **NOT_RETRYING,
     }
     if r.last_step:
-        events.append(_ev("promotion.started", f"{why}; promoting the canary"))
-        return r.model_copy(update={**base, "phase": Phase.PROMOTING, "retry_at": None})
+        events.append(_ev(K.PROMOTION_STARTED, f"{why}; promoting the canary"))
+        return r.model_copy(update={**base, "phase": Phase.PROMOTING})
     nxt = r.spec.steps[r.step + 1]
     events.append(
         _ev(
-            "step.started",
+            K.STEP_STARTED,
             f"{why}; step {r.step + 2}/{len(r.spec.steps)}: shifting to {nxt.weight:g}%",
             step=r.step + 2,
             weight=nxt.weight,
@@ -327,7 +461,7 @@ def _complete_step(r: Rollout, now: datetime, events: list[NewEvent], why: str) 
     if r.current_step.approval:
         events.append(
             _ev(
-                "step.awaiting_approval",
+                K.STEP_AWAITING_APPROVAL,
                 f"{why}; step {r.step + 1} needs approval: promote to continue, abort to roll back",
             )
         )
@@ -355,19 +489,24 @@ def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent]) -> Rollout:
     text = f"baking {display_duration(remaining)} at {step.weight:g}%"
     if r.bake_elapsed:
         text += f" ({display_duration(r.bake_elapsed)} of {display_duration(step.bake)} done)"
-    events.append(_ev("bake.started", text, remaining=remaining, bake=step.bake))
+    events.append(_ev(K.BAKE_STARTED, text, remaining=remaining, bake=step.bake))
     first = min(remaining, r.spec.analysis.interval)
     return r.model_copy(update={"next_check_at": now + timedelta(seconds=first)})
 
 
-def _started(r: Rollout, e: Started, now: datetime) -> Transition:
+def _started(r: Rollout, e: Started, now: datetime, retry: RetryPolicy) -> Transition:
     if r.phase != Phase.PENDING:
         return Transition(r, [], changed=False)
     if e.error is not None:
-        reason = f"preflight failed, nothing was changed: {e.error}"
+        waiting = _retry_later(r, now, e.error, retry)
+        if waiting is not None:
+            return Transition(
+                waiting, [_retry_event(K.PREFLIGHT_FAILED, "preflight", waiting, now, e.error)]
+            )
+        reason = f"preflight failed, nothing was changed: {_gave_up(r, now, e.error, retry)}"
         return Transition(
-            r.model_copy(update={"phase": Phase.FAILED, "reason": reason}),
-            [_ev("rollout.failed", reason, error=e.error)],
+            r.model_copy(update={"phase": Phase.FAILED, "reason": reason, **NOT_RETRYING}),
+            [_ev(K.ROLLOUT_FAILED, reason, error=e.error.to_data(), attempt=r.attempts + 1)],
         )
     targets = tuple(
         t.model_copy(update={"stable": s}) for t, s in zip(r.targets, e.stables, strict=True)
@@ -376,47 +515,61 @@ def _started(r: Rollout, e: Started, now: datetime) -> Transition:
     stables = ", ".join(f"{t.key} stable {t.stable}" for t in targets)
     events = [
         _ev(
-            "rollout.started",
+            K.ROLLOUT_STARTED,
             f"started: {stables}",
             stables=[t.stable for t in targets],
         ),
         _ev(
-            "step.started",
+            K.STEP_STARTED,
             f"step 1/{len(r.spec.steps)}: shifting to {step.weight:g}%",
             step=1,
             weight=step.weight,
         ),
     ]
     return Transition(
-        r.model_copy(update={"phase": Phase.SHIFTING, "targets": targets, "step": 0}), events
+        r.model_copy(
+            update={"phase": Phase.SHIFTING, "targets": targets, "step": 0, **NOT_RETRYING}
+        ),
+        events,
     )
 
 
-def _shifted(r: Rollout, e: ShiftResult, now: datetime) -> Transition:
+def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> Transition:
     events: list[NewEvent] = []
     before = r
     r = _with_weights(r, e.splits)
-    allowed = [(e.weight,)] * len(e.splits)
-    drift = _drift(before, e.splits, allowed)
+    drift = _drift(before, e.splits, [(e.weight,)] * len(e.splits))
     if r.phase != Phase.SHIFTING or e.weight != r.current_step.weight:
         # A command moved the rollout on while this shift was in flight: keep the read-back.
         return Transition(r, events)
     if drift is not None:
-        events.append(drift)
-        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+        return Transition(_pause_for_drift(r, now, drift, events), events)
     if e.error is not None:
-        reason = f"shift to {e.weight:g}% failed: {e.error}"
-        return Transition(_rollback(r, reason, events, error=e.error), events)
+        waiting = _retry_later(r, now, e.error, retry)
+        what = f"shift to {e.weight:g}%"
+        if waiting is not None:
+            events.append(_retry_event(K.TRAFFIC_SHIFT_FAILED, what, waiting, now, e.error))
+            return Transition(waiting, events)
+        reason = f"{what} failed: {_gave_up(r, now, e.error, retry)}"
+        r = _rollback(
+            r,
+            RollbackCause.SHIFT_FAILED,
+            reason,
+            events,
+            error=e.error.to_data(),
+            attempt=r.attempts + 1,
+        )
+        return Transition(r, events)
     events.append(
         _ev(
-            "traffic.shifted",
+            K.TRAFFIC_SHIFTED,
             f"traffic at {e.weight:g}% on {len(e.splits)} target(s), read back: "
             + "; ".join(s.describe() for s in e.splits),
             weight=e.weight,
             observed=[s.canary_weight for s in e.splits],
         )
     )
-    r = r.model_copy(update={"weight": e.weight})
+    r = r.model_copy(update={"weight": e.weight, **NOT_RETRYING})
     return Transition(_begin_bake(r, now, events), events)
 
 
@@ -436,8 +589,7 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         update={"bake_elapsed": watched, "watching_since": now}
     )
     if drift is not None:
-        events.append(drift)
-        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+        return Transition(_pause_for_drift(r, now, drift, events), events)
 
     a = r.spec.analysis
     verdicts = {res.verdict for res in e.results}
@@ -456,7 +608,7 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
     if e.results:
         events.append(
             _ev(
-                "analysis.evaluated",
+                K.ANALYSIS_EVALUATED,
                 f"gates at {r.weight:g}%: {_summary(e.results)}",
                 at_step=(r.step + 1, r.weight),
                 results=[res.to_data() for res in e.results],
@@ -478,13 +630,15 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
             f"{c.failures} failed evaluation(s), more than failure_limit {a.failure_limit}: "
             f"{worst(Verdict.FAIL)}"
         )
-        return Transition(_rollback(r, reason, events, verdict="FAIL"), events)
+        r = _rollback(r, RollbackCause.GATE_FAILED, reason, events, verdict="FAIL")
+        return Transition(r, events)
     if errored and c.consecutive_errors > a.consecutive_error_limit:
         reason = (
             f"{c.consecutive_errors} evaluations in a row could not be measured, more than "
             f"consecutive_error_limit {a.consecutive_error_limit}: {worst(Verdict.ERROR)}"
         )
-        return Transition(_rollback(r, reason, events, verdict="ERROR"), events)
+        r = _rollback(r, RollbackCause.PROVIDER_ERRORS, reason, events, verdict="ERROR")
+        return Transition(r, events)
     inconclusive_over = inconclusive and c.inconclusive > a.inconclusive_limit
     if inconclusive_over and a.on_inconclusive != "continue":
         reason = (
@@ -492,9 +646,10 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
             f"inconclusive_limit {a.inconclusive_limit}: {worst(Verdict.INCONCLUSIVE)}"
         )
         if a.on_inconclusive == "rollback":
-            return Transition(_rollback(r, reason, events, verdict="INCONCLUSIVE"), events)
+            r = _rollback(r, RollbackCause.INCONCLUSIVE, reason, events, verdict="INCONCLUSIVE")
+            return Transition(r, events)
         reason += "; resume to keep judging, promote to move on, abort to roll back"
-        return Transition(_pause(r, now, reason, events), events)
+        return Transition(_pause(r, now, PauseCause.INCONCLUSIVE, reason, events), events)
 
     passing = not failed and not errored and (not inconclusive or inconclusive_over)
     if passing and remaining <= 0:
@@ -505,40 +660,31 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
     return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
 
 
-def _retry_delay(attempts: int) -> float:
-    return float(min(RETRY_CAP, RETRY_BASE * 2 ** max(0, attempts - 1)))
-
-
-def _promoted(r: Rollout, e: PromoteResult, now: datetime) -> Transition:
+def _promoted(r: Rollout, e: PromoteResult, now: datetime, retry: RetryPolicy) -> Transition:
     r = _with_weights(r, e.splits)
     if r.phase != Phase.PROMOTING:
         return Transition(r, [])
     events: list[NewEvent] = []
     drift = _drift(r, e.splits, [(100.0,)] * len(e.splits))
     if drift is not None:
-        events.append(drift)
-        return Transition(_pause(r, now, "drift: " + drift.message.split(";")[0], events), events)
+        return Transition(_pause_for_drift(r, now, drift, events), events)
     if e.error is not None:
-        if e.permanent:
-            reason = f"promotion failed and cannot be retried: {e.error}"
-            return Transition(_rollback(r, reason, events, error=e.error), events)
-        attempts = r.attempts + 1
-        delay = _retry_delay(attempts)
-        events.append(
-            _ev(
-                "promotion.failed",
-                f"promotion failed (attempt {attempts}), retrying in {display_duration(delay)}: "
-                f"{e.error}",
-                error=e.error,
-                attempt=attempts,
-            )
-        )
-        return Transition(
-            r.model_copy(update={"attempts": attempts, "retry_at": now + timedelta(seconds=delay)}),
+        waiting = _retry_later(r, now, e.error, retry)
+        if waiting is not None:
+            events.append(_retry_event(K.PROMOTION_FAILED, "promotion", waiting, now, e.error))
+            return Transition(waiting, events)
+        reason = f"promotion failed: {_gave_up(r, now, e.error, retry)}"
+        r = _rollback(
+            r,
+            RollbackCause.PROMOTION_FAILED,
+            reason,
             events,
+            error=e.error.to_data(),
+            attempt=r.attempts + 1,
         )
+        return Transition(r, events)
     events.append(
-        _ev("rollout.succeeded", "promoted: the canary is now the stable version on every target")
+        _ev(K.ROLLOUT_SUCCEEDED, "promoted: the canary is now the stable version on every target")
     )
     return Transition(
         r.model_copy(
@@ -546,15 +692,14 @@ def _promoted(r: Rollout, e: PromoteResult, now: datetime) -> Transition:
                 "phase": Phase.SUCCEEDED,
                 "weight": 100.0,
                 "reason": "promoted",
-                "retry_at": None,
-                "attempts": 0,
+                **NOT_RETRYING,
             }
         ),
         events,
     )
 
 
-def _rolled_back(r: Rollout, e: RollbackResult, now: datetime) -> Transition:
+def _rolled_back(r: Rollout, e: RollbackResult, now: datetime, retry: RetryPolicy) -> Transition:
     if r.phase not in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
         return Transition(r, [], changed=False)
     targets = tuple(
@@ -566,27 +711,28 @@ def _rolled_back(r: Rollout, e: RollbackResult, now: datetime) -> Transition:
     if all(t.restored for t in targets):
         events.append(
             _ev(
-                "rollout.rolled_back",
+                K.ROLLOUT_ROLLED_BACK,
                 f"rolled back: every target serves its stable version ({r.reason})",
                 reason=r.reason,
+                cause=r.cause.value if r.cause else None,
             )
         )
         return Transition(
-            r.model_copy(
-                update={"phase": Phase.ROLLED_BACK, "weight": 0.0, "retry_at": None, "attempts": 0}
-            ),
+            r.model_copy(update={"phase": Phase.ROLLED_BACK, "weight": 0.0, **NOT_RETRYING}),
             events,
         )
+    # Restoring stable is never given up: retried, budget or not, until it is read back.
     attempts = r.attempts + 1
-    delay = _retry_delay(attempts)
-    failed = {r.targets[i].key: msg for i, msg in e.errors.items()}
+    wait = retry.delay(attempts, max((err.delay for err in e.errors.values()), default=0.0))
     events.append(
         _ev(
-            "rollback.failed",
-            f"ROLLBACK FAILED (attempt {attempts}), traffic is not fully restored; retrying in "
-            f"{display_duration(delay)}: " + "; ".join(f"{k}: {m}" for k, m in failed.items()),
-            errors=failed,
+            K.ROLLBACK_FAILED,
+            f"ROLLBACK FAILED (attempt {attempts}), traffic is not fully restored; "
+            f"retrying in {display_duration(wait)}: "
+            + "; ".join(str(err) for err in e.errors.values()),
+            errors={r.targets[i].key: err.to_data() for i, err in e.errors.items()},
             attempt=attempts,
+            retry_in=wait,
         )
     )
     return Transition(
@@ -594,7 +740,8 @@ def _rolled_back(r: Rollout, e: RollbackResult, now: datetime) -> Transition:
             update={
                 "phase": Phase.ROLLBACK_FAILED,
                 "attempts": attempts,
-                "retry_at": now + timedelta(seconds=delay),
+                "retry_at": now + timedelta(seconds=wait),
+                "failing_since": r.failing_since or now,
             }
         ),
         events,
@@ -611,25 +758,23 @@ def _restarted(r: Rollout, e: Restarted, now: datetime) -> Transition:
             allowed = [(t.weight,) for t in r.targets]
         drift = _drift(r, e.splits, allowed)
         if drift is not None:
-            events.append(drift)
             if r.phase == Phase.BAKING:
                 r = r.model_copy(update={"watching_since": None})
-            reason = "drift found at restart: " + drift.message.split(";")[0]
-            return Transition(_pause(r, now, reason, events), events)
+            return Transition(_pause_for_drift(r, now, drift, events, restart=True), events)
     if r.phase == Phase.BAKING:
         # Bake time since the last checkpoint was not watched, so it is not counted.
         r = r.model_copy(update={"watching_since": now})
         left = r.bake_remaining(now)
         events.append(
             _ev(
-                "daemon.resumed",
+                K.DAEMON_RESUMED,
                 f"daemon restarted mid-bake: resuming with {display_duration(left)} of bake left "
                 "(time while the daemon was down is not counted)",
                 bake_remaining=left,
             )
         )
         return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
-    events.append(_ev("daemon.resumed", f"daemon restarted: resuming in phase {r.phase.value}"))
+    events.append(_ev(K.DAEMON_RESUMED, f"daemon restarted: resuming in phase {r.phase.value}"))
     return Transition(r, events)
 
 
@@ -659,6 +804,11 @@ def _noop(r: Rollout) -> Transition:
     return Transition(r, [], changed=False)
 
 
+def _issued(r: Rollout, kind: EventKind, message: str, c: Command, **data: Any) -> NewEvent:
+    """A command's event, at the step and weight it was issued at (not those it leads to)."""
+    return _ev(kind, message, actor=c.actor, at_step=(r.step + 1, r.weight), **data)
+
+
 def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
     if r.phase == Phase.PROMOTING:
         return _noop(r)
@@ -667,10 +817,11 @@ def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
     if r.phase == Phase.PENDING:
         raise _reject(r, "promote", "it has not started yet; try again in a moment")
     events = [
-        _ev(
-            "command.promote",
+        _issued(
+            r,
+            K.COMMAND_PROMOTE,
             f"promote{' --full' if c.full else ''} by {c.actor}",
-            actor=c.actor,
+            c,
             full=c.full,
             reason=c.reason,
         )
@@ -682,7 +833,7 @@ def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
         skipped = len(r.spec.steps) - r.step - 1
         events.append(
             _ev(
-                "promotion.started",
+                K.PROMOTION_STARTED,
                 f"promoted by {c.actor} with --full, skipping {skipped} remaining step(s) "
                 "and their gates",
                 actor=c.actor,
@@ -693,8 +844,9 @@ def _cmd_promote(r: Rollout, c: Command, now: datetime) -> Transition:
                 update={
                     "phase": Phase.PROMOTING,
                     "paused_reason": None,
+                    "paused_cause": None,
                     "next_check_at": None,
-                    "retry_at": None,
+                    **NOT_RETRYING,
                 }
             ),
             events,
@@ -709,28 +861,36 @@ def _cmd_pause(r: Rollout, c: Command, now: datetime) -> Transition:
         raise _reject(r, "pause", "a promotion is in flight; abort to roll back instead")
     if r.phase in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
         raise _reject(r, "pause", "a rollback is never paused")
-    events = [_ev("command.pause", f"pause by {c.actor}", actor=c.actor, reason=c.reason)]
+    events = [_issued(r, K.COMMAND_PAUSE, f"pause by {c.actor}", c, reason=c.reason)]
     why = f"by {c.actor}" + (f": {c.reason}" if c.reason else "")
-    return Transition(_pause(r, now, why, events), events)
+    return Transition(_pause(r, now, PauseCause.MANUAL, why, events), events)
 
 
 def _cmd_resume(r: Rollout, c: Command, now: datetime) -> Transition:
     if r.phase != Phase.PAUSED:
         raise _reject(r, "resume", "it is not paused")
-    events = [_ev("command.resume", f"resume by {c.actor}", actor=c.actor)]
+    events = [_issued(r, K.COMMAND_RESUME, f"resume by {c.actor}", c)]
     counters = r.counters.model_copy(update={"inconclusive": 0, "consecutive_errors": 0})
     phase = Phase.SHIFTING if r.started else Phase.PENDING
     left = r.current_step.bake - r.bake_elapsed
     events.append(
         _ev(
-            "rollout.resumed",
+            K.ROLLOUT_RESUMED,
             f"resumed by {c.actor}: re-applying {r.current_step.weight:g}%, "
             f"{display_duration(max(0.0, left))} of bake left",
             actor=c.actor,
         )
     )
     return Transition(
-        r.model_copy(update={"phase": phase, "paused_reason": None, "counters": counters}),
+        r.model_copy(
+            update={
+                "phase": phase,
+                "paused_reason": None,
+                "paused_cause": None,
+                "counters": counters,
+                **NOT_RETRYING,
+            }
+        ),
         events,
     )
 
@@ -739,14 +899,23 @@ def _cmd_abort(r: Rollout, c: Command, now: datetime) -> Transition:
     if r.phase in (Phase.ROLLING_BACK, Phase.ROLLBACK_FAILED):
         return _noop(r)
     why = f"aborted by {c.actor}" + (f": {c.reason}" if c.reason else "")
-    events = [_ev("command.abort", why, actor=c.actor, reason=c.reason)]
+    events = [_issued(r, K.COMMAND_ABORT, why, c, reason=c.reason)]
     if r.phase == Phase.PENDING:
         reason = f"{why} before any traffic moved"
-        events.append(_ev("rollout.rolled_back", reason, reason=reason))
+        cause = RollbackCause.ABORTED
+        events.append(_ev(K.ROLLOUT_ROLLED_BACK, reason, reason=reason, cause=cause.value))
         return Transition(
-            r.model_copy(update={"phase": Phase.ROLLED_BACK, "reason": reason}), events
+            r.model_copy(
+                update={
+                    "phase": Phase.ROLLED_BACK,
+                    "reason": reason,
+                    "cause": cause,
+                    **NOT_RETRYING,
+                }
+            ),
+            events,
         )
-    return Transition(_rollback(r, why, events), events)
+    return Transition(_rollback(r, RollbackCause.ABORTED, why, events), events)
 
 
 def new_targets(keys_kinds: Sequence[tuple[str, str]]) -> tuple[TargetState, ...]:
@@ -767,7 +936,7 @@ def new_rollout(
         idempotency_key=idempotency_key,
     )
     created = _ev(
-        "rollout.created",
+        K.ROLLOUT_CREATED,
         f"created by {actor}: {document.metadata.name}, plan {document.describe_plan()}",
         actor=actor,
         build=document.metadata.build,

@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from canary.events import COMMAND_NAMES, ENDINGS, EventKind, RollbackCause
 from canary.model import LIVE, TERMINAL, Event, Rollout
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -34,34 +35,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 # Seconds; backend calls and provider queries take from milliseconds to a timeout (60 s).
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-ROLLBACK_REASONS = (
-    "gate_failed",
-    "provider_errors",
-    "inconclusive",
-    "aborted",
-    "shift_failed",
-    "promotion_failed",
-    "other",
-)
-
-
-def rollback_reason(event: Event, batch: Sequence[Event]) -> str:
-    """The bounded reason label of a ``rollback.started`` event (see ROLLBACK_REASONS)."""
-    verdict = event.data.get("verdict")
-    if verdict == "FAIL":
-        return "gate_failed"
-    if verdict == "ERROR":
-        return "provider_errors"
-    if verdict == "INCONCLUSIVE":
-        return "inconclusive"
-    if any(e.kind == "command.abort" for e in batch):
-        return "aborted"
-    reason = str(event.data.get("reason", ""))
-    if reason.startswith("shift to"):
-        return "shift_failed"
-    if reason.startswith("promotion failed"):
-        return "promotion_failed"
-    return "other"
+# Every rollback says why as data (``cause`` in ``rollback.started``): a bounded label set.
+ROLLBACK_REASONS = tuple(cause.value for cause in RollbackCause)
 
 
 class Metrics:
@@ -153,21 +128,21 @@ class Metrics:
     def saved(self, rollout: Rollout, events: Sequence[Event]) -> None:
         for event in events:
             match event.kind:
-                case "rollout.created":
+                case EventKind.ROLLOUT_CREATED:
                     self.started.inc()
-                case "step.started":
+                case EventKind.STEP_STARTED:
                     self.steps.labels(to="step").inc()
-                case "promotion.started":
+                case EventKind.PROMOTION_STARTED:
                     self.steps.labels(to="promotion").inc()
-                case "rollback.started":
-                    self.rollbacks.labels(reason=rollback_reason(event, events)).inc()
-                case "analysis.evaluated":
+                case EventKind.ROLLBACK_STARTED:
+                    self.rollbacks.labels(reason=RollbackCause(event.data["cause"]).value).inc()
+                case EventKind.ANALYSIS_EVALUATED:
                     for result in event.data.get("results", []):
                         self.verdicts.labels(gate=result["gate"], verdict=result["verdict"]).inc()
-                case "rollout.succeeded" | "rollout.rolled_back" | "rollout.failed":
+                case kind if kind in ENDINGS:
                     self.finished.labels(phase=rollout.phase.value).inc()
-                case kind if kind.startswith("command."):
-                    self.commands.labels(command=kind.removeprefix("command.")).inc()
+                case kind if kind in COMMAND_NAMES:
+                    self.commands.labels(command=COMMAND_NAMES[EventKind(kind)]).inc()
 
     def backend_call(
         self, strategy: str, operation: str, seconds: float, error: str | None

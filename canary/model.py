@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canary.events import PauseCause, RollbackCause
 from config.spec import RolloutDocument, RolloutSpec, Step
 
 
@@ -73,11 +74,14 @@ class Rollout(Frozen):
     bake_elapsed: float = 0.0  # seconds of the current step's bake watched so far
     watching_since: datetime | None = None  # start of the current watched stretch
     next_check_at: datetime | None = None
-    retry_at: datetime | None = None
-    attempts: int = 0  # promote/rollback attempts that failed in a row
+    retry_at: datetime | None = None  # the failed action is tried again then
+    attempts: int = 0  # attempts of the current action that failed in a row
+    failing_since: datetime | None = None  # first of those failures: the retry budget's start
     counters: Counters = Field(default_factory=Counters)
     paused_reason: str | None = None
+    paused_cause: PauseCause | None = None
     reason: str | None = None  # why it is rolling back, or why it ended
+    cause: RollbackCause | None = None  # why it is rolling back (or rolled back), as data
     created_at: datetime
     updated_at: datetime
     created_by: str | None = None
@@ -125,7 +129,7 @@ class Rollout(Frozen):
 class NewEvent(Frozen):
     """An event about to be appended; the store gives it its sequence number."""
 
-    kind: str
+    kind: str  # an EventKind (a str, so the store needs no vocabulary of its own)
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
     actor: str | None = None

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from analysis.judges import fmt
+from canary.events import EventKind
 from canary.model import Event, Rollout
 
-QUIET = frozenset({"traffic.shifting", "promotion.calling"})
+QUIET = frozenset({EventKind.TRAFFIC_SHIFTING, EventKind.PROMOTION_CALLING})
 
 
 def offset(at: datetime, start: datetime) -> str:
@@ -24,7 +25,7 @@ def offset(at: datetime, start: datetime) -> str:
 
 def describe(event: Event) -> str:
     """One line for ``event``; gate evaluations list every gate compactly."""
-    if event.kind == "analysis.evaluated":
+    if event.kind == EventKind.ANALYSIS_EVALUATED:
         parts = []
         for result in event.data.get("results", []):
             verdict = result["verdict"]
@@ -60,7 +61,7 @@ def render(
         text = describe(event)
         # A run of identical passing evaluations is one line: the decisions stay visible.
         run = index + 1
-        if event.kind == "analysis.evaluated" and _all_pass(event):
+        if event.kind == EventKind.ANALYSIS_EVALUATED and _all_pass(event):
             while (
                 run < len(shown)
                 and shown[run].kind == event.kind

@@ -12,6 +12,7 @@ import pytest
 from helpers import GATES, T0, at, document, lambda_target, result, rollout
 
 from analysis.base import Verdict
+from canary.events import ActionError, ErrorKind, EventKind, PauseCause, RollbackCause
 from canary.machine import (
     Check,
     CheckResult,
@@ -21,6 +22,7 @@ from canary.machine import (
     Promote,
     PromoteResult,
     Restarted,
+    RetryPolicy,
     Rollback,
     RollbackResult,
     Shift,
@@ -35,6 +37,17 @@ from canary.model import Phase
 from strategies.base import TrafficSplit
 
 P = Phase
+KEY = "lambda-alias/default-region/checkout/live"
+
+
+def temporary(message: str = "ThrottlingException", delay: float = 5.0) -> ActionError:
+    return ActionError(ErrorKind.TEMPORARY, KEY, message, delay)
+
+
+def permanent(message: str = "AccessDenied: lambda:UpdateAlias") -> ActionError:
+    return ActionError(ErrorKind.PERMANENT, KEY, message)
+
+
 REJECT = "reject"
 SAME = "unchanged"
 
@@ -132,10 +145,20 @@ def test_start_records_stable_versions_and_shifts_to_first_step() -> None:
 
 
 def test_failed_preflight_ends_without_touching_traffic() -> None:
-    t = apply(rollout(P.PENDING, started=False), Started(error="no such alias"), T0)
+    t = apply(rollout(P.PENDING, started=False), Started(error=permanent("no such alias")), T0)
     assert t.rollout.phase == P.FAILED
     assert "nothing was changed" in (t.rollout.reason or "")
     assert decide(t.rollout, T0) == Done()
+
+
+def test_throttled_preflight_is_tried_again_not_failed() -> None:
+    r = rollout(P.PENDING, started=False)
+    t = apply(r, Started(error=temporary()), T0)
+    assert t.rollout.phase == P.PENDING
+    assert decide(t.rollout, at(1)) == Wait(at(5))
+    assert decide(t.rollout, at(5)) == Start()
+    assert t.events[0].kind == EventKind.PREFLIGHT_FAILED
+    assert t.events[0].data["error"]["kind"] == "temporary"
 
 
 def test_verified_shift_starts_the_bake() -> None:
@@ -152,15 +175,76 @@ def test_shift_read_back_that_differs_is_drift() -> None:
     t = apply(rollout(P.SHIFTING), ShiftResult(10, (TrafficSplit(35),)), T0)
     assert t.rollout.phase == P.PAUSED
     assert "drift" in (t.rollout.paused_reason or "")
-    drift = next(e for e in t.events if e.kind == "traffic.drift")
+    assert t.rollout.paused_cause == PauseCause.DRIFT
+    drift = next(e for e in t.events if e.kind == EventKind.TRAFFIC_DRIFT)
     assert drift.data["observed"] == 35
     assert drift.data["expected"] == [10]
+    paused = next(e for e in t.events if e.kind == EventKind.ROLLOUT_PAUSED)
+    assert paused.data["cause"] == "drift"
+    assert (paused.data["target"], paused.data["observed"]) == (KEY, 35)
 
 
-def test_failed_shift_rolls_back() -> None:
-    t = apply(rollout(P.SHIFTING), ShiftResult(10, (), error="AccessDenied"), T0)
+def test_shift_refused_permanently_rolls_back_at_once() -> None:
+    t = apply(rollout(P.SHIFTING), ShiftResult(10, (), error=permanent()), T0)
     assert t.rollout.phase == P.ROLLING_BACK
-    assert "AccessDenied" in (t.rollout.reason or "")
+    assert t.rollout.cause == RollbackCause.SHIFT_FAILED
+    assert "lambda:UpdateAlias" in (t.rollout.reason or "")
+    started = next(e for e in t.events if e.kind == EventKind.ROLLBACK_STARTED)
+    assert started.data["cause"] == "shift_failed"
+    assert started.data["error"] == {
+        "kind": "permanent",
+        "target": KEY,
+        "message": "AccessDenied: lambda:UpdateAlias",
+        "delay": 0.0,
+    }
+
+
+def test_throttled_shift_is_retried_after_its_delay_with_backoff() -> None:
+    r = rollout(P.SHIFTING)
+    t = apply(r, ShiftResult(10, (), error=temporary(delay=8)), T0)
+    assert t.rollout.phase == P.SHIFTING
+    assert decide(t.rollout, at(1)) == Wait(at(8)), "the backend's delay, longer than 5 s"
+    failed = t.events[0]
+    assert failed.kind == EventKind.TRAFFIC_SHIFT_FAILED
+    assert (failed.data["attempt"], failed.data["retry_in"]) == (1, 8)
+    assert failed.data["error"]["message"] == "ThrottlingException"
+    t = apply(t.rollout, ShiftResult(10, (), error=temporary(delay=1)), at(8))
+    assert t.rollout.retry_at == at(18), "second attempt: backoff 10 s"
+    assert decide(t.rollout, at(18)) == Shift(10)
+    t = apply(t.rollout, ShiftResult(10, (TrafficSplit(10),)), at(18))
+    assert t.rollout.phase == P.BAKING
+    assert (t.rollout.attempts, t.rollout.retry_at, t.rollout.failing_since) == (0, None, None)
+
+
+def test_shift_failing_past_the_budget_counts_as_failed() -> None:
+    policy = RetryPolicy(budget=60)
+    r = rollout(P.SHIFTING)
+    now = T0
+    for _ in range(20):
+        t = apply(r, ShiftResult(10, (), error=temporary()), now, policy)
+        r = t.rollout
+        if r.phase != P.SHIFTING:
+            break
+        assert r.retry_at is not None
+        assert r.retry_at <= at(60), "never waits past the budget"
+        now = r.retry_at
+    assert r.phase == P.ROLLING_BACK
+    assert now == at(60), "the last attempt lands on the budget's end"
+    assert r.cause == RollbackCause.SHIFT_FAILED
+    assert "still failing after" in (r.reason or "")
+
+
+def test_a_conflict_over_our_own_split_is_retried() -> None:
+    error = ActionError(ErrorKind.CONFLICT, KEY, "PreconditionFailed")
+    t = apply(rollout(P.SHIFTING), ShiftResult(10, (), error=error), T0)
+    assert (t.rollout.phase, t.rollout.attempts) == (P.SHIFTING, 1)
+
+
+def test_a_command_during_a_retry_starts_the_next_action_afresh() -> None:
+    r = apply(rollout(P.SHIFTING), ShiftResult(10, (), error=temporary()), T0).rollout
+    r = apply(r, Command("promote", "ana"), at(1)).rollout
+    assert (r.attempts, r.retry_at, r.failing_since) == (0, None, None)
+    assert decide(r, at(1)) == Shift(25)
 
 
 def test_shift_result_after_a_promote_does_not_start_the_old_step() -> None:
@@ -365,23 +449,37 @@ def test_promotion_verified_at_100_succeeds() -> None:
 
 
 def test_promotion_transient_error_is_retried_with_backoff() -> None:
-    t = apply(rollout(P.PROMOTING), PromoteResult(error="throttled"), T0)
+    t = apply(rollout(P.PROMOTING), PromoteResult(error=temporary()), T0)
     assert t.rollout.phase == P.PROMOTING
     assert decide(t.rollout, at(1)) == Wait(at(5))
-    t = apply(t.rollout, PromoteResult(error="throttled"), at(5))
+    t = apply(t.rollout, PromoteResult(error=temporary()), at(5))
     assert t.rollout.retry_at == at(15)
+    assert [e.kind for e in t.events] == [EventKind.PROMOTION_FAILED]
 
 
 def test_promotion_permanent_error_rolls_back() -> None:
-    t = apply(rollout(P.PROMOTING), PromoteResult(error="AccessDenied", permanent=True), T0)
+    t = apply(rollout(P.PROMOTING), PromoteResult(error=permanent()), T0)
     assert t.rollout.phase == P.ROLLING_BACK
+    assert t.rollout.cause == RollbackCause.PROMOTION_FAILED
+
+
+def test_promotion_failing_past_the_budget_rolls_back() -> None:
+    policy = RetryPolicy(budget=30)
+    r = apply(rollout(P.PROMOTING), PromoteResult(error=temporary()), T0, policy).rollout
+    r = apply(r, PromoteResult(error=temporary()), at(5), policy).rollout
+    assert r.retry_at == at(15)
+    r = apply(r, PromoteResult(error=temporary()), at(15), policy).rollout
+    assert r.retry_at == at(30), "capped at the budget's end"
+    t = apply(r, PromoteResult(error=temporary()), at(30), policy)
+    assert t.rollout.phase == P.ROLLING_BACK
+    assert t.rollout.cause == RollbackCause.PROMOTION_FAILED
 
 
 def test_rollback_that_fails_is_retried_until_every_target_is_restored() -> None:
     doc = document(targets=[lambda_target("a"), lambda_target("b")], analysis=GATES)
     r = rollout(P.ROLLING_BACK, doc, reason="gate failed")
     assert decide(r, T0) == Rollback((1, 0)), "reverse order"
-    t = apply(r, RollbackResult(restored=(1,), errors={0: "throttled"}), T0)
+    t = apply(r, RollbackResult(restored=(1,), errors={0: temporary("throttled")}), T0)
     assert t.rollout.phase == P.ROLLBACK_FAILED
     assert "ROLLBACK FAILED" in t.events[0].message
     assert decide(t.rollout, at(1)) == Wait(at(5))
@@ -389,11 +487,12 @@ def test_rollback_that_fails_is_retried_until_every_target_is_restored() -> None
     delays = []
     r = t.rollout
     for _ in range(8):
-        t = apply(r, RollbackResult(errors={0: "throttled"}), r.retry_at or T0)
+        t = apply(r, RollbackResult(errors={0: temporary("throttled")}), r.retry_at or T0)
         delays.append((t.rollout.retry_at - (r.retry_at or T0)).total_seconds())  # type: ignore[operator]
         r = t.rollout
     assert delays[:4] == [10, 20, 40, 80]
     assert max(delays) == 300, "backoff is capped"
+    assert r.phase == P.ROLLBACK_FAILED, "no budget ends a rollback"
     t = apply(r, RollbackResult(restored=(0,)), r.retry_at or T0)
     assert t.rollout.phase == P.ROLLED_BACK
     assert t.rollout.reason == "gate failed"
@@ -408,3 +507,61 @@ def test_results_arriving_after_the_phase_moved_on_are_ignored() -> None:
 def test_decide_waits_for_people_in_paused_and_approval() -> None:
     for phase in (P.PAUSED, P.AWAITING_APPROVAL):
         assert decide(rollout(phase), T0 + timedelta(days=9)) == Wait(None)
+
+
+# ---------------------------------------------------------------- causes, as data
+
+
+@pytest.mark.parametrize(
+    ("limits", "verdict", "cause"),
+    [
+        ({"failure_limit": 0}, Verdict.FAIL, RollbackCause.GATE_FAILED),
+        ({"consecutive_error_limit": 0}, Verdict.ERROR, RollbackCause.PROVIDER_ERRORS),
+        (
+            {"inconclusive_limit": 0, "on_inconclusive": "rollback"},
+            Verdict.INCONCLUSIVE,
+            RollbackCause.INCONCLUSIVE,
+        ),
+    ],
+)
+def test_a_gate_rollback_records_its_cause(
+    limits: dict[str, object], verdict: Verdict, cause: RollbackCause
+) -> None:
+    t = check(rollout(P.BAKING, document(analysis=GATES | limits)), [verdict], at(300))
+    assert t.rollout.cause == cause
+    started = next(e for e in t.events if e.kind == EventKind.ROLLBACK_STARTED)
+    assert started.data["cause"] == cause.value
+
+
+def test_abort_records_the_aborted_cause_through_to_rolled_back() -> None:
+    r = apply(rollout(P.BAKING), Command("abort", "ana"), at(60)).rollout
+    assert r.cause == RollbackCause.ABORTED
+    t = apply(r, RollbackResult(restored=(0,)), at(61))
+    assert t.rollout.phase == P.ROLLED_BACK
+    assert t.rollout.cause == RollbackCause.ABORTED
+    assert t.events[0].data["cause"] == "aborted"
+
+
+def test_pauses_record_their_cause() -> None:
+    t = apply(rollout(P.BAKING), Command("pause", "ana", reason="lunch"), at(60))
+    assert t.rollout.paused_cause == PauseCause.MANUAL
+    doc = document(analysis=GATES | {"inconclusive_limit": 0})
+    t = check(rollout(P.BAKING, doc), [Verdict.INCONCLUSIVE], at(300))
+    assert t.rollout.paused_cause == PauseCause.INCONCLUSIVE
+    assert apply(t.rollout, Command("resume", "ana"), at(400)).rollout.paused_cause is None
+
+
+def test_a_command_event_carries_the_step_it_was_issued_at() -> None:
+    t = apply(rollout(P.BAKING), Command("promote", "ana"), at(60))
+    assert t.rollout.step == 1, "the rollout moves on to step 2"
+    command = next(e for e in t.events if e.kind == EventKind.COMMAND_PROMOTE)
+    assert (command.step, command.weight) == (1, 10), "issued at step 1, at 10%"
+    started = next(e for e in t.events if e.kind == EventKind.STEP_STARTED)
+    assert started.step is None, "the new step's event is the record's own step"
+
+
+def test_a_retry_waits_in_the_record_so_a_restart_keeps_it() -> None:
+    r = apply(rollout(P.SHIFTING), ShiftResult(10, (), error=temporary()), T0).rollout
+    restored = type(r).model_validate_json(r.model_dump_json())
+    assert decide(restored, at(2)) == Wait(at(5))
+    assert restored.failing_since == T0

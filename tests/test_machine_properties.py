@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.base import Verdict
+from canary.events import ActionError, ErrorKind
 from canary.machine import (
     Check,
     CheckResult,
@@ -50,6 +51,9 @@ DOC = document(
     },
 )
 
+THROTTLED = ActionError(ErrorKind.TEMPORARY, "a", "throttled", 5.0)
+DENIED = ActionError(ErrorKind.PERMANENT, "a", "denied")
+
 outcomes = st.sampled_from(["ok", "error", "drift"])
 verdicts = st.sampled_from(list(Verdict))
 commands = st.sampled_from(["promote", "full", "pause", "resume", "abort"])
@@ -66,10 +70,10 @@ def outcome(r: Rollout, action: object, kind: str, verdict: Verdict) -> object:
     n = len(r.targets)
     match action:
         case Start():
-            return Started(error="denied") if kind == "error" else Started(stables=("1",) * n)
+            return Started(error=DENIED) if kind == "error" else Started(stables=("1",) * n)
         case Shift(weight=w):
             if kind == "error":
-                return ShiftResult(w, (TrafficSplit(w),), error="throttled")
+                return ShiftResult(w, (TrafficSplit(w),), error=THROTTLED)
             seen = TrafficSplit(None if kind == "drift" else w)
             return ShiftResult(w, (seen,) * n)
         case Check():
@@ -77,11 +81,11 @@ def outcome(r: Rollout, action: object, kind: str, verdict: Verdict) -> object:
             return CheckResult((seen,) * n, (result(verdict),))
         case Promote():
             if kind == "error":
-                return PromoteResult(error="throttled", permanent=verdict == Verdict.FAIL)
+                return PromoteResult(error=DENIED if verdict == Verdict.FAIL else THROTTLED)
             return PromoteResult((TrafficSplit(100),) * n)
         case Rollback(targets=order):
             if kind == "error":
-                return RollbackResult(order[1:], {order[0]: "throttled"})
+                return RollbackResult(order[1:], {order[0]: THROTTLED})
             return RollbackResult(order)
     raise AssertionError(action)
 

@@ -15,12 +15,13 @@ from analysis.base import Measurement, MetricQuery, ProviderError
 from analysis.scripted import ScriptedProvider
 from canary.clock import VirtualClock
 from canary.engine import Engine, EngineOptions
+from canary.events import RollbackCause
 from canary.machine import Command
 from canary.metrics import Metrics
 from canary.model import Event, Rollout
 from canary.simulate import drive
 from canary.store import MemoryStore
-from strategies.base import TemporaryError
+from strategies.base import PermanentError, TemporaryError
 from strategies.memory import MemoryFleet
 
 GATES = {
@@ -121,14 +122,32 @@ async def test_backend_calls_are_timed_and_errors_counted_by_strategy_and_operat
     doc = document(analysis=GATES, steps=[{"weight": 50}, {"weight": 100}])
     rig.fleet.backend(doc.spec.targets[0].key()).fail("shift", TemporaryError("Throttled"))
     (r,) = await rig.run(doc)
-    assert r.phase.value == "rolled_back"
+    assert r.phase.value == "succeeded", "a throttled shift is tried again"
     m = rig.metrics
     shift = {"strategy": "memory", "operation": "shift"}
     assert sample(m, "canary_backend_call_errors_total", **shift, error="TemporaryError") == 1
-    assert sample(m, "canary_backend_call_duration_seconds_count", **shift) == 1
-    rollback = {"strategy": "memory", "operation": "rollback"}
-    assert sample(m, "canary_backend_call_duration_seconds_count", **rollback) == 1
-    assert sample(m, "canary_rollbacks_total", reason="shift_failed") == 1
+    assert sample(m, "canary_backend_call_duration_seconds_count", **shift) == 3, "50% twice, 100%"
+    promote = {"strategy": "memory", "operation": "promote"}
+    assert sample(m, "canary_backend_call_duration_seconds_count", **promote) == 1
+    assert sample(m, "canary_rollbacks_total", reason="shift_failed") == 0
+
+
+async def test_rollbacks_are_labelled_by_the_cause_the_machine_recorded() -> None:
+    rig = Rig(healthy)
+    refused = document(analysis=GATES, steps=[{"weight": 50}, {"weight": 100}])
+    unpromotable = document(analysis=GATES, steps=[{"weight": 100}], targets=[lambda_target("b")])
+    denied = PermanentError("AccessDenied: lambda:UpdateAlias")
+    rig.fleet.backend(refused.spec.targets[0].key()).fail("shift", denied)
+    rig.fleet.backend(unpromotable.spec.targets[0].key()).fail("promote", denied)
+    results = await rig.run(refused, unpromotable)
+    assert [r.phase.value for r in results] == ["rolled_back", "rolled_back"]
+    assert [r.cause for r in results] == [
+        RollbackCause.SHIFT_FAILED,
+        RollbackCause.PROMOTION_FAILED,
+    ]
+    assert sample(rig.metrics, "canary_rollbacks_total", reason="shift_failed") == 1
+    assert sample(rig.metrics, "canary_rollbacks_total", reason="promotion_failed") == 1
+    assert sample(rig.metrics, "canary_rollbacks_total", reason="gate_failed") == 0
 
 
 async def test_provider_errors_are_counted() -> None:

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from canary import __version__
+from canary.events import EventKind
 from canary.model import LIVE, Phase
 from config.schema import schema as spec_schema
 
@@ -115,7 +116,10 @@ def _schemas() -> dict[str, Any]:
             "rollout_id": {"type": "string"},
             "seq": {"type": "integer", "minimum": 1, "description": "the SSE id"},
             "at": {"type": "string", "format": "date-time"},
-            "kind": {"type": "string", "examples": ["traffic.shifted", "analysis.evaluated"]},
+            "kind": {
+                "type": "string",
+                "examples": [EventKind.TRAFFIC_SHIFTED.value, EventKind.ANALYSIS_EVALUATED.value],
+            },
             "step": {"type": "integer"},
             "weight": {"type": "number"},
             "message": {"type": "string"},

@@ -1,0 +1,260 @@
+"""Performing one action: the only code that calls strategies and metric providers.
+
+``ActionRunner.perform(rollout, action)`` does what the machine asked (start, shift, check,
+promote, roll back) through the strategies, each call under ``backend_timeout``, reads the
+backends back, and returns the machine's ``Input``, with any error classified as data
+(``ActionError``: temporary, timeout, conflict, permanent). It decides nothing: whether an
+error is retried, rolled back or paused is the machine's call. It holds no task and no
+lock, so a test drives it with a plain ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+import structlog
+
+from analysis.base import MetricProvider
+from analysis.gates import EvaluationContext, evaluate
+from analysis.judges import GateResult, error_result
+from canary.clock import Clock
+from canary.events import ActionError, ErrorKind
+from canary.machine import (
+    Action,
+    Check,
+    CheckResult,
+    Input,
+    Promote,
+    PromoteResult,
+    Rollback,
+    RollbackResult,
+    Shift,
+    ShiftResult,
+    Start,
+    Started,
+)
+from canary.model import Rollout
+from config.targets import Target
+from config.templates import target_variables
+from strategies.base import ConflictError, Strategy, StrategyError, TemporaryError, TrafficSplit
+
+log = structlog.get_logger("canary.actions")
+T = TypeVar("T")
+
+StrategyFactory = Callable[[Target, str | None], Strategy]
+
+
+class BackendTimeout(TemporaryError):
+    """A strategy call that did not answer within ``backend_timeout``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g}s", delay=0.0)
+        self.seconds = seconds
+
+
+def classify(key: str, exc: StrategyError) -> ActionError:
+    if isinstance(exc, BackendTimeout):
+        return ActionError.timeout(key, exc.seconds)
+    return ActionError.of(key, exc)
+
+
+class ActionRunner:
+    def __init__(
+        self,
+        factory: StrategyFactory,
+        providers: Mapping[str, MetricProvider],
+        clock: Clock,
+        *,
+        backend_timeout: float,
+        provider_timeout: float,
+    ) -> None:
+        self.factory = factory
+        self.providers = providers
+        self.clock = clock
+        self.backend_timeout = backend_timeout
+        self.provider_timeout = provider_timeout
+        # Strategies of each rollout, built once per set of stable versions.
+        self._built: dict[str, tuple[tuple[str | None, ...], list[Strategy]]] = {}
+
+    def forget(self, rollout_id: str) -> None:
+        """Drop what is kept for a rollout whose task has ended."""
+        self._built.pop(rollout_id, None)
+
+    def held(self) -> int:
+        return len(self._built)
+
+    async def perform(self, r: Rollout, action: Action) -> Input:
+        match action:
+            case Start():
+                return await self._start(r)
+            case Shift(weight=weight):
+                return await self._shift(r, weight)
+            case Check():
+                return await self._check(r)
+            case Promote():
+                return await self._promote(r)
+            case Rollback(targets=order):
+                return await self._rollback(r, order)
+        raise AssertionError(f"not an action to perform: {action!r}")
+
+    async def observe(self, r: Rollout) -> tuple[TrafficSplit | None, ...]:
+        """What each target serves now (None: unreadable); for a restart's reconciliation."""
+        if not r.started:
+            return ()
+        splits: list[TrafficSplit | None] = []
+        for state, strategy in zip(r.targets, self._strategies(r), strict=True):
+            try:
+                splits.append(await self._call(strategy.observe()))
+            except StrategyError as exc:
+                log.warning("rollout.observe_failed", target=state.key, error=str(exc))
+                splits.append(None)
+        return tuple(splits)
+
+    # ------------------------------------------------------------ calls
+
+    def _strategies(self, r: Rollout) -> list[Strategy]:
+        stables = tuple(t.stable for t in r.targets)
+        cached = self._built.get(r.id)
+        if cached is not None and cached[0] == stables:
+            return cached[1]
+        built = [
+            self.factory(target, stable)
+            for target, stable in zip(r.spec.targets, stables, strict=True)
+        ]
+        self._built[r.id] = (stables, built)
+        return built
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(call, self.backend_timeout)
+        except TimeoutError:
+            raise BackendTimeout(self.backend_timeout) from None
+
+    async def _write(
+        self,
+        strategy: Strategy,
+        write: Callable[[], Awaitable[TrafficSplit]],
+        ours: Sequence[float],
+    ) -> TrafficSplit:
+        """``write()``; after a conflict, look. Someone else's split is returned as it is (the
+        machine pauses: drift); over our own (``ours``), the write is made once more, and a
+        second conflict over our own split is raised (the machine retries it later)."""
+        for last in (False, True):
+            try:
+                return await self._call(write())
+            except ConflictError:
+                seen = await self._call(strategy.observe())
+                if not any(seen.matches(w) for w in ours):
+                    return seen
+                if last:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ actions
+
+    async def _start(self, r: Rollout) -> Started:
+        strategies: list[Strategy] = []
+        for target, state in zip(r.spec.targets, r.targets, strict=True):
+            try:
+                strategies.append(self.factory(target, None))
+            except StrategyError as exc:
+                return Started(error=classify(state.key, exc))
+        stables: list[str | None] = []
+        for state, strategy in zip(r.targets, strategies, strict=True):
+            try:
+                await self._call(strategy.validate())
+                split = await self._call(strategy.observe())
+            except StrategyError as exc:
+                return Started(error=classify(state.key, exc))
+            if not split.matches(0):
+                message = (
+                    f"already serves {split.describe()}; a rollout starts from a target that "
+                    "serves only its stable version"
+                )
+                return Started(error=ActionError(ErrorKind.PERMANENT, state.key, message))
+            stables.append(split.stable)
+        return Started(stables=tuple(stables))
+
+    async def _shift(self, r: Rollout, weight: float) -> ShiftResult:
+        splits: list[TrafficSplit] = []
+        for state, strategy in zip(r.targets, self._strategies(r), strict=True):
+            try:
+                shift = functools.partial(strategy.shift, weight)
+                split = await self._write(strategy, shift, (state.weight, weight))
+            except StrategyError as exc:
+                return ShiftResult(weight, tuple(splits), error=classify(state.key, exc))
+            splits.append(split)
+            if not split.matches(weight):
+                break  # not what we wrote: the machine records drift
+        return ShiftResult(weight, tuple(splits))
+
+    async def _promote(self, r: Rollout) -> PromoteResult:
+        splits: list[TrafficSplit] = []
+        for state, strategy in zip(r.targets, self._strategies(r), strict=True):
+            try:
+                split = await self._write(strategy, strategy.promote, (state.weight, 100.0))
+            except StrategyError as exc:
+                return PromoteResult(tuple(splits), error=classify(state.key, exc))
+            splits.append(split)
+            if not split.matches(100):
+                break
+        return PromoteResult(tuple(splits))
+
+    async def _rollback(self, r: Rollout, order: Sequence[int]) -> RollbackResult:
+        restored: list[int] = []
+        errors: dict[int, ActionError] = {}
+        try:
+            strategies = self._strategies(r)
+        except StrategyError as exc:
+            return RollbackResult(errors={i: classify(r.targets[i].key, exc) for i in order})
+        for i in order:  # every target is tried, even after one refuses
+            key = r.targets[i].key
+            try:
+                split = await self._call(strategies[i].rollback())
+            except StrategyError as exc:
+                errors[i] = classify(key, exc)
+                continue
+            if split.matches(0):
+                restored.append(i)
+            else:
+                message = f"read back {split.describe()} after the rollback call"
+                errors[i] = ActionError(ErrorKind.CONFLICT, key, message)
+        return RollbackResult(tuple(restored), errors)
+
+    async def _check(self, r: Rollout) -> CheckResult:
+        splits: list[TrafficSplit | None] = []
+        unreadable: list[GateResult] = []
+        for state, strategy in zip(r.targets, self._strategies(r), strict=True):
+            try:
+                splits.append(await self._call(strategy.observe()))
+            except StrategyError as exc:
+                splits.append(None)
+                unreadable.append(error_result("traffic", f"could not read {state.key}: {exc}"))
+        results: list[GateResult] = []
+        gates = r.spec.analysis.gates
+        if gates:
+            now = self.clock.now()
+            ctx = EvaluationContext(
+                now=now,
+                weight=r.weight,
+                elapsed=(now - r.created_at).total_seconds(),
+                variables=variables(r),
+            )
+            results = await evaluate(gates, self.providers, ctx, self.provider_timeout)
+        return CheckResult(tuple(splits), tuple(unreadable + results))
+
+
+def variables(r: Rollout) -> dict[str, str]:
+    """What a gate's query template may name, for this rollout now."""
+    first = r.spec.targets[0]
+    return {
+        **target_variables(first),
+        "canary_version": first.canary_version,
+        "stable_version": r.targets[0].stable or "",
+        "rollout": r.name,
+        "step": str(r.step + 1),
+        "weight": f"{r.weight:g}",
+    }
