@@ -23,7 +23,7 @@ from analysis.prometheus import PrometheusOptions, PrometheusProvider
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
-from canary.engine import Engine
+from canary.engine import Engine, EngineOptions
 from canary.metrics import Metrics
 from canary.store import open_store
 from config.errors import SpecError
@@ -170,7 +170,8 @@ async def run_daemon(settings: Settings) -> int:
     store = open_store(settings.store_url)
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
     metrics = Metrics(process=True)
-    engine = Engine(store, RealClock(), strategies, providers, observer=metrics)
+    options = EngineOptions(action_retry_budget=settings.action_retry_budget)
+    engine = Engine(store, RealClock(), strategies, providers, options=options, observer=metrics)
     runner = web.AppRunner(
         build_app(engine, settings, metrics_registry=metrics), access_log=None, handle_signals=False
     )

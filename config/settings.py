@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=None,
         description="AWS region of targets without one; default: boto3's (AWS_REGION, profile)",
     )
+    action_retry_budget: float = Field(
+        default=300.0,
+        description="seconds a start, shift or promotion may keep failing with retryable "
+        "errors before it counts as failed",
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL; unset: gates cannot use prometheus"
     )
@@ -139,6 +144,15 @@ class Settings(BaseSettings):
     def _positive_timeout(cls, value: float) -> float:
         if not value > 0:
             raise ValueError(f"{value:g} is not a number of seconds above 0; e.g. 10")
+        return value
+
+    @field_validator("action_retry_budget")
+    @classmethod
+    def _budget(cls, value: float) -> float:
+        if not 0 <= value <= 86400:
+            raise ValueError(
+                f"{value:g} is not a number of seconds from 0 to 86400 (a day); e.g. 300"
+            )
         return value
 
     @field_validator("prometheus_ca_file")

@@ -9,13 +9,22 @@ old one left, faults can be injected per operation, and a person's hand-edit can
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from config.targets import Target
-from strategies.base import PermanentError, StrategyError, TrafficSplit
+from strategies.base import (
+    ConflictError,
+    PermanentError,
+    StrategyError,
+    TemporaryError,
+    TrafficSplit,
+)
+
+Fault = tuple[StrategyError, Callable[[], None] | None]  # the error, and what happens first
 
 
 @dataclass
@@ -29,11 +38,37 @@ class MemoryBackend:
     exists: bool = True
     revision: int = 0
     calls: list[str] = field(default_factory=list)
-    _faults: dict[str, deque[StrategyError]] = field(default_factory=dict)
+    throttled: list[str] = field(default_factory=list)  # calls that throttle() failed
+    _faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    _throttle_rate: float = 0.0
+    _throttle_rng: random.Random = field(default_factory=random.Random)
 
     def fail(self, operation: str, error: StrategyError, times: int = 1) -> None:
         """The next ``times`` calls of ``operation`` (shift, promote, ...) raise ``error``."""
-        self._faults.setdefault(operation, deque()).extend([error] * times)
+        self._faults.setdefault(operation, deque()).extend([(error, None)] * times)
+
+    def conflict(
+        self, operation: str, by_hand: tuple[str, str | None, float] | None = None
+    ) -> None:
+        """The next call of ``operation`` loses a race: someone else writes the target just
+        before it (``by_hand``: the primary, extra and weight they write; None: only the
+        revision moves), so it raises ``ConflictError``, as a stale revision does."""
+
+        def edit() -> None:
+            if by_hand is None:
+                self.revision += 1
+            else:
+                self.set_by_hand(*by_hand)
+
+        error = ConflictError("the target changed since it was read (stale revision)")
+        self._faults.setdefault(operation, deque()).append((error, edit))
+
+    def throttle(self, rate: float, seed: int = 0) -> None:
+        """From now on each call fails with ``TemporaryError`` with probability ``rate``,
+        drawn from a generator seeded with ``seed`` (the same calls fail on every run);
+        ``throttle(0)`` ends it."""
+        self._throttle_rate = rate
+        self._throttle_rng = random.Random(seed)
 
     def set_by_hand(self, primary: str, extra: str | None = None, weight: float = 0.0) -> None:
         """What a person editing the target behind the daemon's back would do."""
@@ -46,7 +81,13 @@ class MemoryBackend:
             await asyncio.sleep(self.latency)
         queue = self._faults.get(operation)
         if queue:
-            raise queue.popleft()
+            error, before = queue.popleft()
+            if before is not None:
+                before()
+            raise error
+        if self._throttle_rate and self._throttle_rng.random() < self._throttle_rate:
+            self.throttled.append(operation)
+            raise TemporaryError("ThrottlingException: Rate exceeded", delay=1.0)
 
 
 class MemoryStrategy:
