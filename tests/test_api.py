@@ -413,6 +413,25 @@ async def test_list_filters_and_pages() -> None:
         assert [r["id"] for r in (await response.json())["items"]] == [ids[1]]
 
 
+async def test_a_rollout_says_why_it_rolled_back_or_paused_as_data() -> None:
+    async with ApiRig() as rig:
+        aborted = (await rig.submit(spec_data("a-fn"))).id
+        paused = (await rig.submit(spec_data("b-fn"))).id
+        await rig.wait_phase(aborted, Phase.BAKING)
+        await rig.engine.command(aborted, Command("abort", "ana", reason="bad build"))
+        await rig.engine.command(paused, Command("pause", "ana"))
+        await rig.wait_phase(aborted, Phase.ROLLED_BACK)
+        response = await rig.client.get(f"{API}/rollouts/{aborted}", headers=auth("reader"))
+        body = await response.json()
+        assert (body["cause"], body["paused_cause"]) == ("aborted", None)
+        response = await rig.client.get(f"{API}/rollouts/{paused}", headers=auth("reader"))
+        body = await response.json()
+        assert (body["phase"], body["cause"], body["paused_cause"]) == ("paused", None, "manual")
+        response = await rig.client.get(f"{API}/rollouts/{aborted}/events", headers=auth("reader"))
+        started = [e for e in (await response.json())["items"] if e["kind"] == "rollback.started"]
+        assert started[0]["data"]["cause"] == "aborted"
+
+
 async def test_events_as_json_pages() -> None:
     async with ApiRig() as rig:
         r = await rig.submit()

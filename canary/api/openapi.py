@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from canary import __version__
-from canary.events import EventKind
+from canary.events import EventKind, PauseCause, RollbackCause
 from canary.model import LIVE, Phase
 from config.schema import schema as spec_schema
 
@@ -87,6 +87,16 @@ def _schemas() -> dict[str, Any]:
         "weight": {"type": "number", "description": "canary weight verified on every target"},
         "reason": nullable("string", description="why it is rolling back, or why it ended"),
         "paused_reason": nullable("string"),
+        "cause": nullable(
+            "string",
+            enum=[*(c.value for c in RollbackCause), None],
+            description="why it is rolling back (or rolled back), as data",
+        ),
+        "paused_cause": nullable(
+            "string",
+            enum=[*(c.value for c in PauseCause), None],
+            description="why it is paused, as data",
+        ),
         "targets": {"type": "array", "items": ref("TargetState")},
         "counters": {
             "type": "object",

@@ -23,6 +23,8 @@ def rollout_summary(r: Rollout) -> dict[str, Any]:
         "weight": r.weight,
         "reason": r.reason,
         "paused_reason": r.paused_reason,
+        "cause": r.cause.value if r.cause else None,
+        "paused_cause": r.paused_cause.value if r.paused_cause else None,
         "targets": [
             {
                 "key": t.key,
