@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,7 +66,7 @@ class Scheduler:
         self._wake[rid] = asyncio.Event()
         task = asyncio.create_task(self._run(rid), name=f"rollout-{rid}")
         self._tasks[rid] = task
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(functools.partial(self._task_done, rid))
 
     def wake(self, rid: str) -> None:
         """Make the rollout's task decide again now, or start one if it has none."""
@@ -213,8 +214,7 @@ class Scheduler:
         self._waiting.pop(rid, None)
         self._on_end(rid)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        rid = task.get_name().removeprefix("rollout-")
+    def _task_done(self, rid: str, task: asyncio.Task[None]) -> None:
         self._forget(rid, task)  # a task cancelled before it ever ran has no finally
         if task.cancelled():
             return
