@@ -56,6 +56,7 @@ from analysis.scripted import ScriptedProvider
 from canary import logs
 from canary.clock import VirtualClock
 from canary.engine import Engine, EngineOptions
+from canary.events import EventKind
 from canary.model import Phase
 from canary.simulate import drive
 from canary.store.memory import MemoryStore
@@ -477,7 +478,7 @@ async def ours(world: World, gates: list[dict[str, Any]] | None = None) -> Outco
     await engine.stop()
     r = await store.get(r.id)
     at = (r.updated_at - begin).total_seconds()
-    weights = [e.weight for e in await store.events(r.id) if e.kind == "traffic.shifted"]
+    weights = [e.weight for e in await store.events(r.id) if e.kind == EventKind.TRAFFIC_SHIFTED]
     reached = max((w for w in weights if w is not None), default=0.0)
     if r.phase == Phase.SUCCEEDED:
         return Outcome("promoted", at, 100.0)

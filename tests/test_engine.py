@@ -17,6 +17,7 @@ from analysis.base import Measurement, MetricQuery, ProviderError
 from analysis.scripted import ScriptedProvider
 from canary.clock import VirtualClock
 from canary.engine import Engine, EngineOptions
+from canary.events import EventKind
 from canary.machine import Command, CommandRejected
 from canary.model import Event, Phase, Rollout
 from canary.simulate import drive
@@ -256,8 +257,9 @@ async def test_approval_step_waits_for_a_promote(rig: Rig) -> None:
     await drive(rig.engine, rig.clock)
     r = await rig.store.get(r.id)
     assert r.phase == Phase.SUCCEEDED
-    promote = next(e for e in await rig.events(r) if e.kind == "command.promote")
+    promote = next(e for e in await rig.events(r) if e.kind == EventKind.COMMAND_PROMOTE)
     assert promote.actor == "ana"
+    assert (promote.step, promote.weight) == (1, 20), "labelled with the step it was issued at"
 
 
 async def test_abort_mid_bake_restores_stable_at_once(rig: Rig) -> None:
