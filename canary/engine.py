@@ -91,7 +91,9 @@ class Engine:
         notifiers: Sequence[Notifier] = (),
         options: EngineOptions | None = None,
         observer: Observer | None = None,
+        preflight: Callable[[Rollout], Awaitable[str | None]] | None = None,
     ) -> None:
+        self.preflight = preflight  # asked before a rollout's targets: why it cannot start
         self.store = store
         self.clock = clock
         self.options = options or EngineOptions()
@@ -353,6 +355,8 @@ class Engine:
             ) from None
 
     async def _start(self, r: Rollout) -> Started:
+        if self.preflight is not None and (problem := await self.preflight(r)) is not None:
+            return Started(error=problem)
         try:
             strategies = [self._factory(t, None) for t in r.spec.targets]
         except StrategyError as exc:

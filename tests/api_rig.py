@@ -98,7 +98,9 @@ class ApiRig:
             options=EngineOptions(step_retry=0.2),
             observer=self.metrics,
         )
-        self.settings = settings or Settings(tokens=token_specs(), allow_anonymous=False)
+        self.settings = settings or Settings(
+            tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1"
+        )
         self.app = build_app(
             self.engine, self.settings, metrics_registry=self.metrics, heartbeat=heartbeat
         )

@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Callable
+from functools import partial
 
 import structlog
 from aiohttp import web
 
+from analysis.health import ProviderHealth
 from canary import __version__
 from canary.api import openapi, rollouts
 from canary.api.auth import Authenticator
 from canary.api.context import (
     AUTH,
+    CANONICAL,
     ENGINE,
     METRICS,
     REQUEST_ID,
@@ -35,11 +39,16 @@ from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
+from config.errors import SpecError
 from config.settings import Settings
+from config.spec import RolloutDocument, canonical_document
+from strategies.registry import Clients
 
 __all__ = ["ENGINE", "MAX_BODY", "build_app"]
 
 log = structlog.get_logger("canary.api")
+
+HEALTH: web.AppKey[ProviderHealth] = web.AppKey("health", ProviderHealth)
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a spec is a few KiB
 READY_TIMEOUT = 5.0
@@ -111,6 +120,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers and the engine runs; the providers' states are listed
+    but never make the daemon unready (it still has rollouts to roll back)."""
     only_query(request)
     engine = request.app[ENGINE]
     try:
@@ -122,7 +133,14 @@ async def readyz(request: web.Request) -> web.Response:
         ) from None
     if not engine.running:
         raise ProblemError(503, "the engine is not running (starting or stopping)")
-    return web.json_response({"status": "ready", "version": __version__})
+    states = await request.app[HEALTH].states()  # each bounded by a timeout, and cached
+    return web.json_response(
+        {
+            "status": "ready",
+            "version": __version__,
+            "providers": {s.provider: s.as_data() for s in states},
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -140,6 +158,24 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(openapi.document())
 
 
+def _refusing(
+    canonical: Callable[[RolloutDocument], RolloutDocument],
+) -> Callable[[RolloutDocument], RolloutDocument]:
+    """A target that cannot be made canonical (no region anywhere) is the client's 422."""
+
+    def apply(document: RolloutDocument) -> RolloutDocument:
+        try:
+            return canonical(document)
+        except SpecError as exc:
+            raise rollouts.spec_problem(exc, syntax=False) from None
+
+    return apply
+
+
+async def _close(clients: Clients) -> None:
+    clients.close()
+
+
 async def _close_streams(app: web.Application) -> None:
     app[STREAMS].closing.set()
 
@@ -150,9 +186,19 @@ def build_app(
     *,
     metrics_registry: Metrics | None = None,
     heartbeat: float = 15.0,
+    health: ProviderHealth | None = None,
+    canonical: Callable[[RolloutDocument], RolloutDocument] | None = None,
 ) -> web.Application:
+    """The app; ``health`` and ``canonical`` default to what ``settings`` alone give (no
+    provider checked; targets made canonical with the settings' AWS region)."""
     app = web.Application(middlewares=[problems], client_max_size=MAX_BODY)
     app[ENGINE] = engine
+    app[HEALTH] = health or ProviderHealth({})
+    if canonical is None:
+        clients = Clients(settings)
+        app.on_cleanup.append(lambda _: _close(clients))
+        canonical = partial(canonical_document, clients=clients)
+    app[CANONICAL] = _refusing(canonical)
     app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
     app[METRICS] = metrics_registry or Metrics()
     app[STREAMS] = Streams(heartbeat=heartbeat)
