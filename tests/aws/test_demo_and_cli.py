@@ -46,11 +46,11 @@ def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> Non
 @pytest.mark.parametrize(
     ("version", "code", "expected"),
     [
-        ("2", 0, "ok: checkout: lambda-alias/default-region/checkout/live"),
+        ("2", 0, "ok: checkout: lambda-alias/us-east-1/checkout/live"),
         (
             "9",
             1,
-            "preflight: spec.targets[0] (lambda-alias/default-region/checkout/live): the "
+            "preflight: spec.targets[0] (lambda-alias/us-east-1/checkout/live): the "
             "canary version 9 of function checkout does not exist in us-east-1",
         ),
         ("1", 1, "version 1 is already the version alias live serves"),
@@ -79,14 +79,15 @@ def test_validate_preflight_asks_lambda_through_the_daemons_settings(
 def test_a_daemon_loads_boto3_only_when_it_calls_aws() -> None:
     check = (
         "import sys\n"
-        "from canary.daemon import build_providers, strategy_context\n"
+        "from canary.daemon import build_providers\n"
         "from config.settings import Settings\n"
         "from config.spec import parse_text\n"
-        "from strategies.registry import create_strategy\n"
+        "from strategies.registry import Clients, create_strategy\n"
         "settings = Settings()\n"
-        "build_providers(settings)\n"
+        "clients = Clients(settings)\n"
+        "build_providers(settings, clients)\n"
         f"doc = parse_text({GOOD!r})\n"
-        "create_strategy(doc.spec.targets[0], None, strategy_context(settings))\n"
+        "create_strategy(doc.spec.targets[0], None, clients)\n"
         "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
     )
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
