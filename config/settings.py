@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -56,9 +55,6 @@ class CoreSettings(BaseSettings):
     allow_anonymous: bool = Field(
         default=False, description="serve the API without tokens (development only)"
     )
-    slack_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_channel: str | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     aws_endpoint_url: str | None = Field(
@@ -207,6 +203,11 @@ CLIENT_VARIABLES = frozenset(
 )
 
 
+SLACK_NOT_AVAILABLE = (
+    "Slack is not available in this version of canary (it comes with the [slack] issue); unset it"
+)
+
+
 def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     """``CANARY_*`` variables that are no setting: a typo would otherwise silently be ignored
     (a misspelled CANARY_STORE_URL would run the daemon on the default file)."""
@@ -214,6 +215,9 @@ def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     found = []
     for variable in sorted(environ):
         if not variable.startswith("CANARY_") or variable in known | CLIENT_VARIABLES:
+            continue
+        if variable.startswith("CANARY_SLACK_"):
+            found.append(Problem(variable, SLACK_NOT_AVAILABLE))
             continue
         close = difflib.get_close_matches(variable, sorted(known), n=1)
         hint = f"did you mean {close[0]}?" if close else "see the README's configuration table"

@@ -593,7 +593,6 @@ def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.store_url == "sqlite:///./canary.db"
     assert settings.tokens == []
     assert settings.allow_anonymous is False
-    assert settings.slack_token is None
     assert (settings.log_format, settings.log_level) == ("auto", "info")
     assert settings.aws_endpoint_url is None
 
@@ -835,6 +834,16 @@ def test_a_misspelled_canary_variable_stops_the_daemon_with_a_suggestion(
         load_settings()
     assert [str(p) for p in caught.value.problems] == [
         "CANARY_STOR_URL: is not a canary setting; did you mean CANARY_STORE_URL?"
+    ]
+
+
+def test_slack_settings_are_refused_until_slack_exists(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_SLACK_TOKEN", "xoxb-secret")
+    with pytest.raises(SpecError) as caught:
+        load_settings()
+    assert [str(p) for p in caught.value.problems] == [
+        "CANARY_SLACK_TOKEN: Slack is not available in this version of canary (it comes with "
+        "the [slack] issue); unset it"
     ]
 
 
