@@ -11,6 +11,7 @@ import time
 import pytest
 from click.testing import CliRunner
 from motohelpers import REGION, Moto
+from services import free_port
 from test_cli import GOOD
 
 from canary.cli import cli
@@ -93,3 +94,38 @@ def test_a_daemon_loads_boto3_only_when_it_calls_aws() -> None:
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+GATED = GOOD + (
+    "  analysis:\n"
+    "    gates:\n"
+    "      - {name: errors, provider: cloudwatch, preset: lambda-error-rate, max: 0.01}\n"
+    "      - {name: latency, provider: prometheus, query: p95, max: 0.5}\n"
+)
+
+
+@pytest.mark.parametrize("prometheus", ["unreachable", "unset"])
+def test_validate_preflight_names_a_provider_that_cannot_answer(
+    prometheus: str, moto: Moto, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto.function()
+    monkeypatch.setenv("CANARY_AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("CANARY_AWS_REGION", REGION)
+    monkeypatch.delenv("CANARY_PROMETHEUS_URL", raising=False)
+    port = free_port()
+    if prometheus == "unreachable":
+        monkeypatch.setenv("CANARY_PROMETHEUS_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("CANARY_PROMETHEUS_TIMEOUT", "2")
+    path = os.path.join(str(tmp_path), "rollout.yaml")
+    with open(path, "w") as f:
+        f.write(GATED)
+    run = CliRunner().invoke(cli, ["validate", "-f", path, "--preflight"])
+    assert run.exit_code == 1, run.output
+    expected = {
+        "unreachable": "preflight: spec.analysis: the prometheus provider of gate(s) 'latency' "
+        f"is unreachable: cannot connect to http://127.0.0.1:{port}",
+        "unset": "preflight: spec.analysis: the prometheus provider of gate(s) 'latency' is not "
+        "configured in this daemon: set CANARY_PROMETHEUS_URL",
+    }[prometheus]
+    assert expected in run.output
+    assert "cloudwatch" not in run.output, "CloudWatch (moto) answered its health check"
