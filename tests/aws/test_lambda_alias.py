@@ -347,6 +347,12 @@ REFUSALS: dict[str, tuple[dict[str, Any], Callable[[Moto], None] | None, str]] =
         "version 1 is already the version alias live serves (the stable version)",
     ),
     "alias on $LATEST": ({}, _latest, "alias live points at $LATEST"),
+    "another account than its ARN": (
+        {"function": "arn:aws:lambda:us-east-1:999999999999:function:checkout"},
+        None,
+        "function checkout in us-east-1 is in account 123456789012, not 999999999999 as its "
+        "ARN says",
+    ),
     "a third version": ({}, _third, "already routes 10% to version 3, a third version"),
     "another role": (
         {"version": "4"},
