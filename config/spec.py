@@ -3,6 +3,11 @@
 Validation is the user's first contact with canary, so every problem in a document is
 reported at once, each with its path and what to do about it, and nothing is ever guessed:
 an unknown field, kind or provider is an error, not a default.
+
+What varies by kind of target or by metric provider is not written here: the union of
+targets, a gate's providers and presets come from the declarations registered in
+``strategies/registry.py`` and ``analysis/registry.py``, so this module sits above the kind
+and provider modules (docs/architecture.md, "Layout and dependencies").
 """
 
 from __future__ import annotations

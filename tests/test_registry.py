@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, get_args
 
@@ -163,3 +165,20 @@ def test_analysis_imports_strategies_only_for_aws_access() -> None:
         imported = {m for m in _imports(path) if m.split(".")[0] in {"strategies", "canary"}}
         allowed = {"strategies.aws"} if _module(path) == "analysis.cloudwatch" else set()
         assert imported <= allowed, f"{path.name} imports {imported}"
+
+
+def test_reading_a_spec_and_starting_a_daemon_load_no_sdk() -> None:
+    """Declarations are cheap: SDKs and HTTP clients load on the first call that needs one."""
+    check = (
+        "import sys\n"
+        "from config.spec import load_file\n"
+        "import canary.daemon\n"
+        "load_file('config/examples/lambda-alias-prometheus.yaml')\n"
+        "sdks = ('boto3', 'botocore', 'requests', 'prometheus_api_client', 'kubernetes')\n"
+        "print(sorted(m for m in sdks if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
