@@ -170,6 +170,15 @@ async def served() -> AsyncIterator[tuple[TestClient[Any, Any], ScriptedProvider
     await engine.stop()
 
 
+async def test_a_scrape_reports_each_providers_health(
+    served: tuple[TestClient[Any, Any], ScriptedProvider],
+) -> None:
+    client, _ = served
+    scraped = await (await client.get("/metrics")).text()
+    assert 'canary_provider_up{provider="cloudwatch"} 1.0' in scraped
+    assert 'canary_provider_up{provider="prometheus"} 0.0' in scraped
+
+
 async def test_readyz_lists_each_provider_and_stays_ready_when_one_is_down(
     served: tuple[TestClient[Any, Any], ScriptedProvider],
 ) -> None:

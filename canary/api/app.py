@@ -150,6 +150,7 @@ async def metrics(request: web.Request) -> web.Response:
         registry.set_live(await asyncio.wait_for(engine.store.live(), READY_TIMEOUT))
     except Exception as exc:  # the other metrics are still worth serving
         log.warning("metrics.live_unavailable", error=repr(exc))
+    await request.app[HEALTH].states()  # canary_provider_up, fresh within the health cache
     return web.Response(body=registry.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
