@@ -13,7 +13,7 @@ from api_rig import token_specs
 from helpers import T0, document
 
 from analysis.base import Measurement, MetricQuery
-from analysis.health import ProviderHealth
+from analysis.health import ProviderHealth, ProviderState
 from analysis.scripted import ScriptedProvider
 from canary.api.app import build_app
 from canary.clock import VirtualClock
@@ -70,6 +70,24 @@ async def test_each_state_with_its_reason() -> None:
         "slow": {"state": "down", "detail": "did not answer within 0.05s"},
         "datadog": {"state": "not_configured", "detail": "set CANARY_DATADOG_KEY"},
     }
+
+
+async def test_a_caller_that_cannot_wait_gets_the_last_known_state() -> None:
+    """What /readyz does: a slow check goes on without holding the probe up."""
+    now = [0.0]
+    slow = Slow(healthy)
+    health = ProviderHealth({"prometheus": slow}, timeout=30, ttl=10, now=lambda: now[0])
+    assert await health.state("prometheus", wait=0.01) == ProviderState(
+        "prometheus", "unknown", "its first health check has not answered yet"
+    )
+    await health.close()  # the check in flight is cancelled, nothing is left behind
+    fast = ScriptedProvider(healthy)
+    health = ProviderHealth({"prometheus": fast}, ttl=10, now=lambda: now[0])
+    assert (await health.state("prometheus")).state == "up"
+    now[0] = 20.0
+    fast.health = slow.health  # type: ignore[method-assign]
+    assert (await health.state("prometheus", wait=0.01)).state == "up", "the last known state"
+    await health.close()
 
 
 async def test_answers_are_cached_briefly_and_shared() -> None:

@@ -52,6 +52,7 @@ HEALTH: web.AppKey[ProviderHealth] = web.AppKey("health", ProviderHealth)
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a spec is a few KiB
 READY_TIMEOUT = 5.0
+HEALTH_WAIT = 0.5  # /readyz waits this long for provider checks, then shows the last known
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -133,7 +134,7 @@ async def readyz(request: web.Request) -> web.Response:
         ) from None
     if not engine.running:
         raise ProblemError(503, "the engine is not running (starting or stopping)")
-    states = await request.app[HEALTH].states()  # each bounded by a timeout, and cached
+    states = await request.app[HEALTH].states(wait=HEALTH_WAIT)  # slow ones: last known
     return web.json_response(
         {
             "status": "ready",
@@ -150,7 +151,7 @@ async def metrics(request: web.Request) -> web.Response:
         registry.set_live(await asyncio.wait_for(engine.store.live(), READY_TIMEOUT))
     except Exception as exc:  # the other metrics are still worth serving
         log.warning("metrics.live_unavailable", error=repr(exc))
-    await request.app[HEALTH].states()  # canary_provider_up, fresh within the health cache
+    await request.app[HEALTH].states(wait=HEALTH_WAIT)  # canary_provider_up, kept fresh
     return web.Response(body=registry.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
@@ -195,6 +196,7 @@ def build_app(
     app = web.Application(middlewares=[problems], client_max_size=MAX_BODY)
     app[ENGINE] = engine
     app[HEALTH] = health or ProviderHealth({})
+    app.on_cleanup.append(lambda app: app[HEALTH].close())
     if canonical is None:
         clients = Clients(settings)
         app.on_cleanup.append(lambda _: _close(clients))

@@ -178,7 +178,7 @@ def _schemas() -> dict[str, Any]:
                         "type": "object",
                         "required": ["state"],
                         "properties": {
-                            "state": {"enum": ["up", "down", "not_configured"]},
+                            "state": {"enum": ["up", "down", "not_configured", "unknown"]},
                             "detail": {"type": "string"},
                         },
                     },
