@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from config.spec import PresetOptions
+if TYPE_CHECKING:  # a gate option of the prometheus provider, passed through untouched
+    from analysis.prometheus import PresetOptions
 
 
 class Verdict(StrEnum):

@@ -15,7 +15,14 @@ canary and for the stable version. Your own queries are metric math over the gat
 
 CloudWatch keeps Lambda metrics per minute, so the window is widened to whole minutes:
 from the start of the minute it begins in to the end of the current minute, at least one
-minute. The whole window is one period, so each query has one value.
+minute. The whole window is one period, so each query has one value. So the provider has
+no per-interval values to give a ``statistical`` check (``series=False`` in ``PROVIDER``):
+such a gate is refused when the spec is read.
+
+This module is the whole ``cloudwatch`` provider: its presets, its gate field
+``metrics`` (``CloudWatchMetric``), its health check and its declaration (``PROVIDER``,
+registered in ``analysis/registry.py``). It names the AWS client factory of the AWS kinds
+(``strategies.aws.from_settings``), so it shares the daemon's ``AwsClients``.
 """
 
 from __future__ import annotations
@@ -25,16 +32,32 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
+from pydantic import Field
+
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
+from analysis.kind import Preset, ProviderKind
 from config import metricmath
+from config.targets import StrictModel
 from config.templates import TemplateError, render
+from strategies.aws import AwsClients, from_settings
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 LAMBDA = "AWS/Lambda"
 MINUTE = 60
+
+
+class CloudWatchMetric(StrictModel):
+    """One CloudWatch metric statistic, named by its id in a cloudwatch gate's ``metrics``."""
+
+    namespace: str = Field(min_length=1, description="e.g. AWS/Lambda")
+    metric: str = Field(min_length=1, description="the metric name, e.g. Errors")
+    stat: str = Field(min_length=1, description="Sum, Average, Maximum, SampleCount, p95, ...")
+    dimensions: dict[str, str] = Field(
+        default_factory=dict, description="values may use {{ canary_version }} and the like"
+    )
 
 
 class AwsAccess(Protocol):
@@ -206,6 +229,9 @@ class CloudWatchProvider:
     def __init__(self, aws: AwsAccess) -> None:
         self.aws = aws
 
+    async def health(self) -> None:
+        await health(self.aws, datetime.now(UTC).replace(second=0, microsecond=0))
+
     async def query(
         self, queries: Sequence[MetricQuery], window: Window
     ) -> Sequence[Measurement | ProviderError]:
@@ -289,8 +315,58 @@ class CloudWatchProvider:
             params["NextToken"] = token
 
 
+HEALTH_QUERY = {
+    "Id": "health",
+    "MetricStat": {
+        "Metric": {
+            "Namespace": LAMBDA,
+            "MetricName": "Invocations",
+            "Dimensions": [{"Name": "FunctionName", "Value": "canary-health-check"}],
+        },
+        "Period": MINUTE,
+        "Stat": "Sum",
+    },
+}
+
+
+async def health(aws: AwsAccess, now: datetime) -> None:
+    """One tiny GetMetricData (one metric, one minute): the permission gates already need."""
+    try:
+        await aws.call(
+            "cloudwatch",
+            "get_metric_data",
+            MetricDataQueries=[HEALTH_QUERY],
+            StartTime=now - timedelta(seconds=2 * MINUTE),
+            EndTime=now,
+        )
+    except Exception as exc:
+        raise ProviderError(str(exc)) from None
+
+
 def _sized(query: MetricQuery, period: int) -> list[dict[str, Any]]:
     """The entries ``query`` alone would add (an upper bound once stats are shared)."""
     scratch = _Call(period)
     plan(query, scratch)
     return scratch.entries
+
+
+def build(settings: object, aws: AwsClients) -> CloudWatchProvider:
+    return CloudWatchProvider(aws)
+
+
+PROVIDER = ProviderKind(
+    name="cloudwatch",
+    summary="GetMetricData, one call per evaluation; metric math over the gate's metrics",
+    presets=(
+        Preset(
+            "lambda-error-rate",
+            "Errors / Invocations of each version behind the alias (a lambda-alias target)",
+            rate=True,
+        ),
+        Preset("lambda-p95-duration", "P95 of Duration of each version", unit="ms"),
+    ),
+    series=False,
+    settings=None,
+    clients=from_settings,
+    build=build,
+)

@@ -33,10 +33,9 @@ from statistics import median
 from typing import Any
 
 from analysis.base import Measurement, Verdict
-from config.spec import PRESET_UNITS, Gate, Relative, Statistical, significance, values_needed
+from analysis.registry import preset
+from config.spec import Gate, Relative, Statistical, significance, values_needed
 
-# Presets whose value is a share of requests, with ``samples`` the number of requests.
-RATE_PRESETS = frozenset({"http-error-rate", "lambda-error-rate"})
 # Confidence of the binomial tests on those shares. 99%, not 95%: a gate is tested at every
 # interval (60 times in the default plan), and every test is a chance of a false alarm.
 EVIDENCE = 0.99
@@ -262,7 +261,9 @@ def check_statistical(
 
 def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateResult:
     """The verdict of ``gate`` on one evaluation's measurements."""
-    unit = PRESET_UNITS.get(gate.preset or "", "")
+    # A preset's unit, and whether it is a share of requests (``samples`` the requests).
+    declared = preset(gate.provider, gate.preset)
+    unit = declared.unit if declared is not None else ""
     value = usable(canary.value)
     stable_value = usable(stable.value) if stable is not None else None
 
@@ -283,7 +284,7 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     shown = f"{fmt(value)}{unit}"
     samples = canary.samples
     counts = None
-    if gate.preset in RATE_PRESETS and samples is not None and samples >= 1:
+    if declared is not None and declared.rate and samples is not None and samples >= 1:
         counts = Counts(errors=round(value * samples), requests=round(samples))
 
     clauses: list[Clause] = []

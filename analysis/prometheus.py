@@ -16,6 +16,11 @@ Queries are templates (``config.templates``): ``{{ canary_version }}``, ``{{ sta
 target's fields. For the statistical judge the same query is also evaluated over the
 window as a range query, one value per ``statistical.step``, with ``{{ window }}`` standing
 for that step, so consecutive values do not overlap.
+
+This module is the whole ``prometheus`` provider: its presets, its gate options
+(``PresetOptions``), its daemon settings (``CANARY_PROMETHEUS_*``), its health check and
+its declaration (``PROVIDER``, registered in ``analysis/registry.py``). requests and
+prometheus-api-client are imported on first use, so reading a spec never loads them.
 """
 
 from __future__ import annotations
@@ -29,18 +34,151 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
-import requests
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
-from urllib3.util.retry import Retry
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
-from config.spec import PresetOptions
+from analysis.kind import Preset, ProviderKind, no_clients
+from config.targets import StrictModel
 from config.templates import TemplateError, render
 
+if TYPE_CHECKING:
+    import requests
+    from prometheus_api_client.prometheus_connect import PrometheusConnect
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _prometheus_name(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise PydanticCustomError(
+                "prometheus_name",
+                "{value} is not a Prometheus {what}; use letters, digits and '_'"
+                + (" (and ':')" if what == "metric name" else "")
+                + ", not starting with a digit",
+                {"value": repr(value), "what": what},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+MetricName = Annotated[str, _prometheus_name(_METRIC_NAME, "metric name")]
+LabelName = Annotated[str, _prometheus_name(_LABEL_NAME, "label name")]
+
+
+class PresetOptions(StrictModel):
+    """Where the Prometheus presets find your metrics: names and labels vary by stack."""
+
+    requests_metric: MetricName = Field(
+        default="http_requests_total", description="counter of HTTP requests"
+    )
+    latency_metric: MetricName = Field(
+        default="http_request_duration_seconds",
+        description="histogram of request latency in seconds (its _bucket and _count series)",
+    )
+    version_label: LabelName = Field(default="version", description="label holding the version")
+    code_label: LabelName = Field(default="code", description="label holding the status code")
+    selector: str | None = Field(
+        default=None,
+        min_length=1,
+        description='extra label matchers for every preset query, e.g. job="checkout"',
+    )
+
+
 DEFAULT_OPTIONS = PresetOptions()
+
+
+class PrometheusSettings(BaseModel):
+    """The daemon settings of this provider, read as ``CANARY_PROMETHEUS_*``.
+
+    ``config.settings.Settings`` is composed of these fields (every provider's), so they
+    are checked at daemon start with the others and named by their variable in errors.
+    """
+
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL; unset: gates cannot use prometheus"
+    )
+    prometheus_timeout: float = Field(default=10.0, description="seconds for one PromQL call")
+    prometheus_bearer_token: SecretStr | None = None
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_verify_tls: bool = True
+    prometheus_ca_file: str | None = Field(
+        default=None, description="PEM file of the CA that signed Prometheus' certificate"
+    )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if "@" in parts.netloc:  # checked first: the value must not be echoed
+            raise ValueError(
+                "holds credentials; put them in CANARY_PROMETHEUS_USERNAME and "
+                "CANARY_PROMETHEUS_PASSWORD (or CANARY_PROMETHEUS_BEARER_TOKEN) instead"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL; e.g. http://prometheus:9090")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r} has a query or fragment; give the base URL only")
+        return value
+
+    @field_validator("prometheus_timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"{value:g} is not a number of seconds above 0; e.g. 10")
+        return value
+
+    @field_validator("prometheus_ca_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file; give the path of a PEM CA bundle")
+        return value
+
+    @model_validator(mode="after")
+    def _prometheus_together(self) -> Any:
+        found: list[tuple[str, str]] = []
+        secret_given = self.prometheus_bearer_token is not None
+        if secret_given and self.prometheus_username is not None:
+            found.append(
+                (
+                    "prometheus_bearer_token",
+                    "give either a bearer token or a username and password, not both",
+                )
+            )
+        if self.prometheus_username is not None and self.prometheus_password is None:
+            found.append(("prometheus_password", "required with CANARY_PROMETHEUS_USERNAME"))
+        if self.prometheus_password is not None and self.prometheus_username is None:
+            found.append(("prometheus_username", "required with CANARY_PROMETHEUS_PASSWORD"))
+        if self.prometheus_ca_file is not None and not self.prometheus_verify_tls:
+            found.append(
+                (
+                    "prometheus_ca_file",
+                    "is set but CANARY_PROMETHEUS_VERIFY_TLS is false; drop one",
+                )
+            )
+        given = [
+            name
+            for name in ("prometheus_bearer_token", "prometheus_username", "prometheus_ca_file")
+            if getattr(self, name) is not None
+        ]
+        if given and self.prometheus_url is None:
+            found.append(("prometheus_url", f"required with CANARY_{given[0].upper()}"))
+        if found:
+            raise PydanticCustomError(
+                "setting_problems", "; ".join(m for _, m in found), {"problems": found}
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -175,6 +313,9 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 def describe_failure(exc: Exception, url: str, timeout: float) -> str:
     """Why a call failed, in one line, without the noise of nested exception reprs."""
+    import requests
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+
     text = str(exc)
     if isinstance(exc, PrometheusApiClientException):
         match = _STATUS.match(text)
@@ -227,6 +368,10 @@ class PrometheusProvider:
         client: PrometheusConnect | None = getattr(self._local, "client", None)
         if client is not None:
             return client
+        import requests
+        from prometheus_api_client.prometheus_connect import PrometheusConnect
+        from urllib3.util.retry import Retry
+
         o = self.options
         session = requests.Session()
         session.verify = o.ca_file if (o.verify_tls and o.ca_file) else o.verify_tls
@@ -259,6 +404,9 @@ class PrometheusProvider:
         )
 
     async def _call(self, fn: Any, *args: Any) -> Any:
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -303,9 +451,55 @@ class PrometheusProvider:
 
         return await asyncio.gather(*(one(q) for q in queries))
 
+    async def health(self) -> None:
+        """A trivial query (``vector(1)``) through the same session and credentials."""
+        answer = await self._call(lambda: self._client().custom_query("vector(1)"))
+        if not answer:
+            raise ProviderError(f"{self.url} answered vector(1) with no result")
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
+
+
+def options(settings: PrometheusSettings) -> PrometheusOptions | None:
+    """How to reach Prometheus, from the daemon's settings; None when no URL is set."""
+    if settings.prometheus_url is None:
+        return None
+    token, password = settings.prometheus_bearer_token, settings.prometheus_password
+    return PrometheusOptions(
+        url=settings.prometheus_url,
+        timeout=settings.prometheus_timeout,
+        bearer_token=token.get_secret_value() if token is not None else None,
+        username=settings.prometheus_username,
+        password=password.get_secret_value() if password is not None else None,
+        verify_tls=settings.prometheus_verify_tls,
+        ca_file=settings.prometheus_ca_file,
+    )
+
+
+def build(settings: PrometheusSettings, clients: None) -> PrometheusProvider | None:
+    found = options(settings)
+    return PrometheusProvider(found) if found is not None else None
+
+
+PROVIDER = ProviderKind(
+    name="prometheus",
+    summary="PromQL over the gate's window (instant queries; range queries for statistical)",
+    presets=(
+        Preset(
+            "http-error-rate",
+            "share of HTTP requests answered 5xx, per version (preset_options name the metric)",
+            rate=True,
+        ),
+        Preset("http-p95-latency", "P95 of an HTTP latency histogram, per version", unit="s"),
+    ),
+    series=True,
+    settings=PrometheusSettings,
+    clients=no_clients,
+    build=build,
+    unconfigured="set CANARY_PROMETHEUS_URL",
+)

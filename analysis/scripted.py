@@ -63,10 +63,15 @@ class ScriptedProvider:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.queries: list[tuple[MetricQuery, Window]] = []
+        self.down: str | None = None  # set to make health() fail with this reason
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> ScriptedProvider:
         return cls(from_scenario(scenario))
+
+    async def health(self) -> None:
+        if self.down is not None:
+            raise ProviderError(self.down)
 
     async def query(
         self, queries: Sequence[MetricQuery], window: Window

@@ -45,6 +45,9 @@ log = structlog.get_logger("canary.actions")
 T = TypeVar("T")
 
 StrategyFactory = Callable[[Target, str | None], Strategy]
+Preflight = Callable[[Rollout], Awaitable[ActionError | None]]
+"""Asked before a rollout's targets are touched: what stops it from starting, if anything
+(the daemon checks that the providers its gates name answer)."""
 
 
 class BackendTimeout(TemporaryError):
@@ -70,8 +73,10 @@ class ActionRunner:
         *,
         backend_timeout: float,
         provider_timeout: float,
+        preflight: Preflight | None = None,
     ) -> None:
         self.factory = factory
+        self.preflight = preflight
         self.providers = providers
         self.clock = clock
         self.backend_timeout = backend_timeout
@@ -156,6 +161,8 @@ class ActionRunner:
     # ------------------------------------------------------------ actions
 
     async def _start(self, r: Rollout) -> Started:
+        if self.preflight is not None and (problem := await self.preflight(r)) is not None:
+            return Started(error=problem)
         strategies: list[Strategy] = []
         for target, state in zip(r.spec.targets, r.targets, strict=True):
             try:

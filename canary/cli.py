@@ -44,51 +44,93 @@ def serve(config_file: str | None) -> None:
 
 @cli.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False))
-@click.option("--preflight", is_flag=True, help="also check every target can be driven")
+@click.option(
+    "--preflight", is_flag=True, help="also check every target and metric provider (read-only)"
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @_friendly
 def validate(path: str, preflight: bool, output: str) -> None:
-    """Check a rollout spec; with --preflight, check its targets too (read-only)."""
+    """Check a rollout spec and print each target's key; with --preflight, ask the backends."""
+    from config.settings import load_settings
     from config.spec import load_file
 
     document = load_file(path)
+    settings = load_settings() if preflight else None
+    document, notes = _canonical(document, settings)
     problems: list[str] = []
     if preflight:
-        problems = asyncio.run(_preflight(document))
+        problems = notes + asyncio.run(_preflight(document, settings))
+        notes = []
+    keys = [t.key() for t in document.spec.targets]
     if output == "json":
         click.echo(
             json.dumps(
-                {"valid": not problems, "name": document.metadata.name, "problems": problems}
+                {
+                    "valid": not problems,
+                    "name": document.metadata.name,
+                    "targets": keys,
+                    "problems": problems,
+                    "notes": notes,
+                }
             )
         )
     else:
         for problem in problems:
             click.echo(f"preflight: {problem}", err=True)
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
         if not problems:
-            targets = ", ".join(t.key() for t in document.spec.targets)
-            click.echo(f"ok: {document.metadata.name}: {targets}; plan {document.describe_plan()}")
+            click.echo(
+                f"ok: {document.metadata.name}: {', '.join(keys)}; plan {document.describe_plan()}"
+            )
     if problems:
         sys.exit(EXIT_OUTCOME)
 
 
-async def _preflight(document: Any) -> list[str]:
-    from canary.daemon import strategy_context
+def _canonical(document: Any, settings: Any) -> tuple[Any, list[str]]:
+    """The document as a daemon with these settings would store it, and why not if not."""
+    from config.errors import SpecError
     from config.settings import load_settings
-    from strategies.base import StrategyError
-    from strategies.registry import create_strategy
+    from config.spec import canonical_document
+    from strategies.registry import Clients
 
-    context = strategy_context(load_settings())
+    try:
+        clients = Clients(settings if settings is not None else load_settings())
+    except SpecError as exc:  # this machine's CANARY_* settings; the daemon has its own
+        return document, [f"keys not made canonical, the settings here are invalid: {exc}"]
+    try:
+        return canonical_document(document, clients), []
+    except SpecError as exc:
+        return document, [
+            f"{p} (the key shown is not the one the daemon will use)" for p in exc.problems
+        ]
+    finally:
+        clients.close()
+
+
+async def _preflight(document: Any, settings: Any) -> list[str]:
+    from analysis.health import ProviderHealth
+    from canary.daemon import build_providers, close_providers, unconfigured
+    from strategies.base import StrategyError
+    from strategies.registry import Clients, create_strategy
+
+    clients = Clients(settings)
     problems = []
+    providers = build_providers(settings, clients)
     try:
         for index, target in enumerate(document.spec.targets):
             try:
-                strategy = create_strategy(target, None, context)
+                strategy = create_strategy(target, None, clients)
                 await strategy.validate()
             except StrategyError as exc:
                 problems.append(f"spec.targets[{index}] ({target.key()}): {exc}")
+        health = ProviderHealth(providers, unconfigured(settings, providers))
+        problems += [
+            f"spec.analysis: {p}" for p in await health.problems(document.spec.analysis.gates)
+        ]
     finally:
-        if context.aws is not None:
-            context.aws.close()
+        clients.close()
+        close_providers(providers)
     return problems
 
 

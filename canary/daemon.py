@@ -11,6 +11,7 @@ import asyncio
 import fcntl
 import os
 import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -18,18 +19,21 @@ import structlog
 from aiohttp import web
 
 from analysis.base import MetricProvider
-from analysis.cloudwatch import CloudWatchProvider
-from analysis.prometheus import PrometheusOptions, PrometheusProvider
+from analysis.health import ProviderHealth
+from analysis.kind import CheckedProvider
+from analysis.registry import PROVIDERS
 from canary import __version__, logs
 from canary.api.app import build_app
 from canary.clock import RealClock
-from canary.engine import Engine, EngineOptions
+from canary.engine import Engine, EngineOptions, Preflight
+from canary.events import ActionError, ErrorKind
 from canary.metrics import Metrics
+from canary.model import Rollout
 from canary.store import open_store
 from config.errors import SpecError
 from config.settings import Settings
-from strategies.aws import AwsClients
-from strategies.registry import StrategyContext, StrategyFactory, factory
+from config.spec import RolloutDocument, canonical_document
+from strategies.registry import Clients, StrategyFactory, factory
 
 log = structlog.get_logger("canary.daemon")
 
@@ -64,25 +68,44 @@ def lock_store(store_url: str) -> IO[str] | None:
     return handle
 
 
-def aws_clients(settings: Settings) -> AwsClients:
-    """The daemon's one set of boto3 clients and thread pool (boto3 loads on first use)."""
-    return AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-
-
-def strategy_context(settings: Settings, aws: AwsClients | None = None) -> StrategyContext:
-    return StrategyContext(
-        aws_endpoint_url=settings.aws_endpoint_url, aws=aws or aws_clients(settings)
-    )
-
-
-def build_providers(settings: Settings, aws: AwsClients | None = None) -> dict[str, MetricProvider]:
-    """The metric providers this daemon can ask; gates naming others are ERROR."""
-    providers: dict[str, MetricProvider] = {
-        "cloudwatch": CloudWatchProvider(aws or aws_clients(settings))
-    }
-    if settings.prometheus_url is not None:
-        providers["prometheus"] = PrometheusProvider(prometheus_options(settings))
+def build_providers(settings: Settings, clients: Clients) -> dict[str, CheckedProvider]:
+    """The metric providers this daemon can ask (those its settings turn on)."""
+    providers: dict[str, CheckedProvider] = {}
+    for kind in PROVIDERS:
+        provider = kind.build(settings, clients.get(kind.clients))
+        if provider is not None:
+            providers[kind.name] = provider
     return providers
+
+
+def unconfigured(settings: Settings, providers: Mapping[str, MetricProvider]) -> dict[str, str]:
+    """Declared providers this daemon did not build -> the setting that turns each on."""
+    if settings.strategies == "memory":
+        why = "in-memory mode answers gates only from a scenario file (CANARY_SCENARIO)"
+        return {k.name: why for k in PROVIDERS if k.name not in providers}
+    return {k.name: k.unconfigured for k in PROVIDERS if k.name not in providers}
+
+
+def rollout_preflight(health: ProviderHealth) -> Preflight:
+    """The engine's check before a rollout starts: every provider its gates name answers.
+
+    A provider that is down may come back: the start is retried within the action retry
+    budget. One that is not configured will not: the rollout fails at once."""
+
+    async def check(rollout: Rollout) -> ActionError | None:
+        found = await health.blocking(rollout.spec.analysis.gates)
+        if not found:
+            return None
+        lasting = any(state == "not_configured" for state, _ in found)
+        kind = ErrorKind.PERMANENT if lasting else ErrorKind.TEMPORARY
+        return ActionError(kind, "providers", "; ".join(text for _, text in found))
+
+    return check
+
+
+def canonicaliser(clients: Clients) -> Callable[[RolloutDocument], RolloutDocument]:
+    """What the API applies to a submitted spec: every target in its canonical form."""
+    return lambda document: canonical_document(document, clients)
 
 
 def check_access(settings: Settings) -> None:
@@ -101,22 +124,22 @@ def check_access(settings: Settings) -> None:
         )
 
 
-def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, MetricProvider]]:
+def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, CheckedProvider]]:
     """CANARY_STRATEGIES=memory: in-memory targets and, with CANARY_SCENARIO, scripted metrics.
 
     For tests and demos only: nothing real moves, which is why it must be asked for by name
     and is announced with a warning at every start.
     """
+    from analysis.registry import provider_names
     from analysis.scripted import ScriptedProvider
     from config.scenario import load_scenario
-    from config.spec import PROVIDERS
     from strategies.memory import MemoryFleet
 
     scenario = load_scenario(settings.scenario) if settings.scenario is not None else None
     fleet = MemoryFleet(stable=scenario.stable_version if scenario else "stable")
-    providers: dict[str, MetricProvider] = {}
+    providers: dict[str, CheckedProvider] = {}
     if scenario is not None:
-        providers = dict.fromkeys(PROVIDERS, ScriptedProvider.from_scenario(scenario))
+        providers = dict.fromkeys(provider_names(), ScriptedProvider.from_scenario(scenario))
     log.warning(
         "daemon.memory_strategies",
         detail="CANARY_STRATEGIES=memory: every target is in-memory and no real traffic moves "
@@ -126,21 +149,7 @@ def in_memory_backends(settings: Settings) -> tuple[StrategyFactory, dict[str, M
     return fleet.factory, providers
 
 
-def prometheus_options(settings: Settings) -> PrometheusOptions:
-    assert settings.prometheus_url is not None
-    token, password = settings.prometheus_bearer_token, settings.prometheus_password
-    return PrometheusOptions(
-        url=settings.prometheus_url,
-        timeout=settings.prometheus_timeout,
-        bearer_token=token.get_secret_value() if token is not None else None,
-        username=settings.prometheus_username,
-        password=password.get_secret_value() if password is not None else None,
-        verify_tls=settings.prometheus_verify_tls,
-        ca_file=settings.prometheus_ca_file,
-    )
-
-
-def close_providers(providers: dict[str, MetricProvider]) -> None:
+def close_providers(providers: Mapping[str, MetricProvider]) -> None:
     """Release the providers' threads and connections (those that hold any)."""
     for provider in providers.values():
         close = getattr(provider, "close", None)
@@ -150,16 +159,16 @@ def close_providers(providers: dict[str, MetricProvider]) -> None:
 
 async def run_daemon(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
-    aws = aws_clients(settings)  # boto3 itself loads on the first AWS call
+    clients = Clients(settings)  # each kind's and provider's clients; no SDK loads here
     strategies: StrategyFactory
-    providers: dict[str, MetricProvider]
+    providers: dict[str, CheckedProvider]
     try:
         check_access(settings)
         if settings.strategies == "memory":
             strategies, providers = in_memory_backends(settings)
         else:
-            strategies = factory(strategy_context(settings, aws))
-            providers = build_providers(settings, aws)
+            strategies = factory(clients)
+            providers = build_providers(settings, clients)
         lock = lock_store(settings.store_url)
     except SpecError as exc:
         log.error("daemon.refused", error=f"CANARY_SCENARIO: {exc}")
@@ -170,11 +179,26 @@ async def run_daemon(settings: Settings) -> int:
     store = open_store(settings.store_url)
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
     metrics = Metrics(process=True)
-    options = EngineOptions(action_retry_budget=settings.action_retry_budget)
-    engine = Engine(store, RealClock(), strategies, providers, options=options, observer=metrics)
-    runner = web.AppRunner(
-        build_app(engine, settings, metrics_registry=metrics), access_log=None, handle_signals=False
+    health = ProviderHealth(
+        providers, unconfigured(settings, providers), report=metrics.provider_health
     )
+    engine = Engine(
+        store,
+        RealClock(),
+        strategies,
+        providers,
+        options=EngineOptions(action_retry_budget=settings.action_retry_budget),
+        observer=metrics,
+        preflight=rollout_preflight(health),
+    )
+    app = build_app(
+        engine,
+        settings,
+        metrics_registry=metrics,
+        health=health,
+        canonical=canonicaliser(clients),
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
@@ -185,6 +209,7 @@ async def run_daemon(settings: Settings) -> int:
         )
         await runner.cleanup()
         await store.close()
+        clients.close()
         close_providers(providers)
         return EXIT_CONFIG
     stop = asyncio.Event()
@@ -198,7 +223,7 @@ async def run_daemon(settings: Settings) -> int:
     await engine.stop()
     await runner.cleanup()
     await store.close()
-    aws.close()
+    clients.close()
     close_providers(providers)
     if lock is not None:
         lock.close()

@@ -45,9 +45,9 @@ from canary.events import INTENTS, EventKind
 from canary.model import Event, Phase, Rollout
 from canary.store.sqlite import SQLiteStore
 from config.spec import RolloutDocument, parse_document
-from strategies.aws import AwsClients
+from strategies.aws import AwsClients, from_settings
 from strategies.lambda_alias import describe_alias, routing
-from strategies.registry import StrategyContext, factory
+from strategies.registry import Clients, factory
 
 log = structlog.get_logger("canary.demo")
 
@@ -346,7 +346,7 @@ async def run(console: Console) -> int:
         engine = Engine(
             store,
             RealClock(),
-            factory(StrategyContext(aws_endpoint_url=endpoint, aws=aws)),
+            factory(Clients(None, {from_settings: aws})),
             {"cloudwatch": CloudWatchProvider(aws)},
             options=EngineOptions(backend_timeout=20.0, provider_timeout=10.0, step_retry=1.0),
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from analysis.base import MetricProvider
-from canary.actions import ActionRunner, StrategyFactory
+from canary.actions import ActionRunner, Preflight, StrategyFactory
 from canary.bus import Batch, EventBus, Notifier
 from canary.clock import Clock
 from canary.machine import (
@@ -46,7 +46,7 @@ from canary.store.base import Store
 from config.spec import RolloutDocument
 from strategies.base import StrategyError
 
-__all__ = ["Engine", "EngineOptions", "Notifier", "StrategyFactory"]
+__all__ = ["Engine", "EngineOptions", "Notifier", "Preflight", "StrategyFactory"]
 
 log = structlog.get_logger("canary.engine")
 
@@ -72,6 +72,7 @@ class Engine:
         notifiers: Sequence[Notifier] = (),
         options: EngineOptions | None = None,
         observer: Observer | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -87,6 +88,7 @@ class Engine:
             clock,
             backend_timeout=options.backend_timeout,
             provider_timeout=options.provider_timeout,
+            preflight=preflight,
         )
         self.scheduler = Scheduler(
             clock, self._step, step_retry=options.step_retry, on_end=self.runner.forget

@@ -110,6 +110,12 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.provider_up = Gauge(
+            "canary_provider_up",
+            "1 when the metric provider answered its last health check, 0 when it did not",
+            ["provider"],
+            registry=r,
+        )
         self.notification_failures = Counter(
             "canary_notification_failures",
             "Notifications that could not be delivered, by notifier",
@@ -166,6 +172,10 @@ class Metrics:
         counts = Tally(r.phase for r in rollouts)
         for phase in LIVE:
             self.rollouts.labels(phase=phase.value).set(counts.get(phase, 0))
+
+    def provider_health(self, provider: str, up: bool) -> None:
+        """The result of a provider's health check (``analysis.health``)."""
+        self.provider_up.labels(provider=provider).set(1 if up else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

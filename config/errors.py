@@ -13,8 +13,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config.targets import TARGET_KINDS
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -45,15 +43,15 @@ def render_path(loc: Iterable[str | int]) -> str:
 
 def _clean(loc: Sequence[str | int]) -> list[str | int]:
     # A discriminated union puts the chosen tag into the location; users never wrote it.
-    return [part for part in loc if not (isinstance(part, str) and part in TARGET_KINDS)]
+    from strategies.registry import kind_names
 
-
-def _one_of(values: Iterable[Any]) -> str:
-    return ", ".join(str(v) for v in values)
+    kinds = kind_names()
+    return [part for part in loc if not (isinstance(part, str) and part in kinds)]
 
 
 def problems_from_validation(exc: ValidationError) -> list[Problem]:
     from config.spec import known_field_names
+    from strategies.registry import unavailable
 
     found: list[Problem] = []
     for error in exc.errors(include_url=False):
@@ -74,12 +72,10 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             message += f"; did you mean {close[0]!r}?" if close else "; remove it"
         elif kind == "union_tag_invalid":
             loc = [*loc, str(ctx.get("discriminator", "kind")).strip("'")]
-            message = (
-                f"unknown target kind {ctx.get('tag')!r}; expected one of {_one_of(TARGET_KINDS)}"
-            )
+            message = unavailable(ctx.get("tag")) or f"unknown target kind {ctx.get('tag')!r}"
         elif kind == "union_tag_not_found":
             loc = [*loc, "kind"]
-            message = f"required field is missing; expected one of {_one_of(TARGET_KINDS)}"
+            message = unavailable(None) or "required field is missing"
         elif kind == "literal_error" and loc and loc[-1] == "provider":
             message = f"unknown metric provider {given!r}; expected {ctx.get('expected')}"
         elif kind == "literal_error":

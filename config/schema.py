@@ -9,6 +9,10 @@ and check that the stored copy is current (exit status 1 when it is not)::
 
     python -m config.schema --check
 
+The README's tables of target kinds, metric providers and presets are derived from the same
+declarations; ``python -m config.schema --tables`` prints them (a test keeps the README's
+copy equal to them).
+
 The schema describes the shape of a document (fields, types, enums, required fields).
 canary's own validator checks more: names, versions, regions, increasing weights, unique
 gate names, presets per provider. A document that passes the schema can still be refused.
@@ -54,6 +58,32 @@ def check(path: Path | None = None) -> str | None:
     return None
 
 
+def tables() -> str:
+    """The README's tables of kinds, providers and presets, from their declarations."""
+    from analysis.registry import PROVIDERS
+    from strategies.registry import KINDS, PLANNED
+
+    lines = ["| kind | what it shifts | module |", "|---|---|---|"]
+    for kind in KINDS:
+        module = kind.build.__module__.replace(".", "/") + ".py"
+        lines.append(f"| `{kind.name}` | {kind.summary} | `{module}` |")
+    for name, issue in PLANNED.items():
+        lines.append(f"| `{name}` | not available in this version (refused): the {issue} issue | |")
+    lines += ["", "| provider | how it measures | statistical checks | its settings |"]
+    lines.append("|---|---|---|---|")
+    for provider in PROVIDERS:
+        series = "yes" if provider.series else "no (one value per window): use `relative`"
+        own = provider.settings.model_fields if provider.settings is not None else {}
+        settings = ", ".join(f"`CANARY_{name.upper()}`" for name in own) or "none of its own"
+        lines.append(f"| `{provider.name}` | {provider.summary} | {series} | {settings} |")
+    lines += ["", "| preset | provider | value | unit |", "|---|---|---|---|"]
+    for provider in PROVIDERS:
+        for preset in provider.presets:
+            unit = preset.unit or ("ratio, 0 to 1" if preset.rate else "")
+            lines.append(f"| `{preset.name}` | `{provider.name}` | {preset.summary} | {unit} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--check"]:
@@ -63,10 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{SCHEMA_PATH} is up to date", file=sys.stderr)
         return 0
+    if args == ["--tables"]:
+        sys.stdout.write(tables())
+        return 0
     if args:
         print(
             "usage: python -m config.schema > config/schema.json\n"
-            "       python -m config.schema --check",
+            "       python -m config.schema --check\n"
+            "       python -m config.schema --tables",
             file=sys.stderr,
         )
         return 2

@@ -12,21 +12,17 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,7 +44,9 @@ class TokenSpec(BaseModel):
     role: Literal["read", "deploy", "operate"]
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """The daemon's own settings; each metric provider adds its own (``Settings``)."""
+
     model_config = SettingsConfigDict(env_prefix="CANARY_", extra="forbid", frozen=True)
 
     listen: str = Field(default="127.0.0.1:8080", description="host:port of the HTTP API")
@@ -57,9 +55,6 @@ class Settings(BaseSettings):
     allow_anonymous: bool = Field(
         default=False, description="serve the API without tokens (development only)"
     )
-    slack_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_channel: str | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     aws_endpoint_url: str | None = Field(
@@ -81,17 +76,6 @@ class Settings(BaseSettings):
         default=300.0,
         description="seconds a start, shift or promotion may keep failing with retryable "
         "errors before it counts as failed",
-    )
-    prometheus_url: str | None = Field(
-        default=None, description="Prometheus base URL; unset: gates cannot use prometheus"
-    )
-    prometheus_timeout: float = Field(default=10.0, description="seconds for one PromQL call")
-    prometheus_bearer_token: SecretStr | None = None
-    prometheus_username: str | None = None
-    prometheus_password: SecretStr | None = None
-    prometheus_verify_tls: bool = True
-    prometheus_ca_file: str | None = Field(
-        default=None, description="PEM file of the CA that signed Prometheus' certificate"
     )
 
     @field_validator("listen")
@@ -122,30 +106,6 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("prometheus_url")
-    @classmethod
-    def _prometheus_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if "@" in parts.netloc:  # checked first: the value must not be echoed
-            raise ValueError(
-                "holds credentials; put them in CANARY_PROMETHEUS_USERNAME and "
-                "CANARY_PROMETHEUS_PASSWORD (or CANARY_PROMETHEUS_BEARER_TOKEN) instead"
-            )
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL; e.g. http://prometheus:9090")
-        if parts.query or parts.fragment:
-            raise ValueError(f"{value!r} has a query or fragment; give the base URL only")
-        return value
-
-    @field_validator("prometheus_timeout")
-    @classmethod
-    def _positive_timeout(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError(f"{value:g} is not a number of seconds above 0; e.g. 10")
-        return value
-
     @field_validator("action_retry_budget")
     @classmethod
     def _budget(cls, value: float) -> float:
@@ -154,48 +114,6 @@ class Settings(BaseSettings):
                 f"{value:g} is not a number of seconds from 0 to 86400 (a day); e.g. 300"
             )
         return value
-
-    @field_validator("prometheus_ca_file")
-    @classmethod
-    def _readable_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"{value!r} is not a file; give the path of a PEM CA bundle")
-        return value
-
-    @model_validator(mode="after")
-    def _prometheus_together(self) -> Settings:
-        found: list[tuple[str, str]] = []
-        secret_given = self.prometheus_bearer_token is not None
-        if secret_given and self.prometheus_username is not None:
-            found.append(
-                (
-                    "prometheus_bearer_token",
-                    "give either a bearer token or a username and password, not both",
-                )
-            )
-        if self.prometheus_username is not None and self.prometheus_password is None:
-            found.append(("prometheus_password", "required with CANARY_PROMETHEUS_USERNAME"))
-        if self.prometheus_password is not None and self.prometheus_username is None:
-            found.append(("prometheus_username", "required with CANARY_PROMETHEUS_PASSWORD"))
-        if self.prometheus_ca_file is not None and not self.prometheus_verify_tls:
-            found.append(
-                (
-                    "prometheus_ca_file",
-                    "is set but CANARY_PROMETHEUS_VERIFY_TLS is false; drop one",
-                )
-            )
-        given = [
-            name
-            for name in ("prometheus_bearer_token", "prometheus_username", "prometheus_ca_file")
-            if getattr(self, name) is not None
-        ]
-        if given and self.prometheus_url is None:
-            found.append(("prometheus_url", f"required with CANARY_{given[0].upper()}"))
-        if found:
-            raise PydanticCustomError(
-                "setting_problems", "; ".join(m for _, m in found), {"problems": found}
-            )
-        return self
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -221,6 +139,24 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file (passed as init values).
         return (env_settings, init_settings)
+
+
+def _compose() -> type[CoreSettings]:
+    """The core settings and every provider's (``CANARY_PROMETHEUS_*``), as one class.
+
+    Each provider declares its settings beside its code (``analysis.kind.ProviderKind.
+    settings``); they are checked at start like the others and named by their variable.
+    """
+    from analysis.registry import PROVIDERS
+
+    groups = tuple(p.settings for p in PROVIDERS if p.settings is not None)
+    return type("Settings", (CoreSettings, *groups), {"__module__": __name__})
+
+
+if TYPE_CHECKING:
+    Settings = CoreSettings
+else:
+    Settings = _compose()
 
 
 def load_settings(config_file: str | Path | None = None) -> Settings:
@@ -281,6 +217,11 @@ CLIENT_VARIABLES = frozenset(
 )
 
 
+SLACK_NOT_AVAILABLE = (
+    "Slack is not available in this version of canary (it comes with the [slack] issue); unset it"
+)
+
+
 def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     """``CANARY_*`` variables that are no setting: a typo would otherwise silently be ignored
     (a misspelled CANARY_STORE_URL would run the daemon on the default file)."""
@@ -288,6 +229,9 @@ def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     found = []
     for variable in sorted(environ):
         if not variable.startswith("CANARY_") or variable in known | CLIENT_VARIABLES:
+            continue
+        if variable.startswith("CANARY_SLACK_"):
+            found.append(Problem(variable, SLACK_NOT_AVAILABLE))
             continue
         close = difflib.get_close_matches(variable, sorted(known), n=1)
         hint = f"did you mean {close[0]}?" if close else "see the README's configuration table"

@@ -3,6 +3,11 @@
 Validation is the user's first contact with canary, so every problem in a document is
 reported at once, each with its path and what to do about it, and nothing is ever guessed:
 an unknown field, kind or provider is an error, not a default.
+
+What varies by kind of target or by metric provider is not written here: the union of
+targets, a gate's providers and presets come from the declarations registered in
+``strategies/registry.py`` and ``analysis/registry.py``, so this module sits above the kind
+and provider modules (docs/architecture.md, "Layout and dependencies").
 """
 
 from __future__ import annotations
@@ -13,29 +18,44 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from analysis.cloudwatch import CloudWatchMetric
+from analysis.prometheus import PresetOptions
+from analysis.registry import BY_NAME as PROVIDER_KINDS
+from analysis.registry import provider_names
 from config import metricmath
 from config.durations import Duration, format_duration
 from config.errors import Problem, SpecError, problems_from_validation
-from config.targets import StrictModel, Target
+from config.targets import StrictModel
 from config.templates import ALWAYS, TemplateError, names_in, target_variables
+from strategies.registry import KINDS, CanonicalError, Clients, TargetSpec
+from strategies.registry import canonical as canonical_target
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
-PROVIDERS: tuple[str, ...] = ("cloudwatch", "prometheus")
-PRESETS: Mapping[str, tuple[str, ...]] = {
-    "cloudwatch": ("lambda-error-rate", "lambda-p95-duration"),
-    "prometheus": ("http-error-rate", "http-p95-latency"),
-}
-# What a preset's value is measured in, for verdicts a person can read ("0.61s").
-PRESET_UNITS: Mapping[str, str] = {"http-p95-latency": "s", "lambda-p95-duration": "ms"}
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+PROVIDERS: tuple[str, ...] = provider_names()
+"""The metric providers a gate may name (declared in ``analysis/registry.py``)."""
+
+if TYPE_CHECKING:
+    ProviderName = str
+else:
+    ProviderName = Literal[PROVIDERS]
+
+
+def presets_of(provider: str) -> tuple[str, ...]:
+    return tuple(p.name for p in PROVIDER_KINDS[provider].presets)
 
 
 def _name(value: str) -> str:
@@ -91,55 +111,6 @@ def default_steps() -> list[Step]:
     ]
 
 
-class CloudWatchMetric(StrictModel):
-    """One CloudWatch metric statistic, named by its id in a cloudwatch gate's ``metrics``."""
-
-    namespace: str = Field(min_length=1, description="e.g. AWS/Lambda")
-    metric: str = Field(min_length=1, description="the metric name, e.g. Errors")
-    stat: str = Field(min_length=1, description="Sum, Average, Maximum, SampleCount, p95, ...")
-    dimensions: dict[str, str] = Field(
-        default_factory=dict, description="values may use {{ canary_version }} and the like"
-    )
-
-
-def _prometheus_name(pattern: re.Pattern[str], what: str) -> Any:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise PydanticCustomError(
-                "prometheus_name",
-                "{value} is not a Prometheus {what}; use letters, digits and '_'"
-                + (" (and ':')" if what == "metric name" else "")
-                + ", not starting with a digit",
-                {"value": repr(value), "what": what},
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-MetricName = Annotated[str, _prometheus_name(_METRIC_NAME, "metric name")]
-LabelName = Annotated[str, _prometheus_name(_LABEL_NAME, "label name")]
-
-
-class PresetOptions(StrictModel):
-    """Where the Prometheus presets find your metrics: names and labels vary by stack."""
-
-    requests_metric: MetricName = Field(
-        default="http_requests_total", description="counter of HTTP requests"
-    )
-    latency_metric: MetricName = Field(
-        default="http_request_duration_seconds",
-        description="histogram of request latency in seconds (its _bucket and _count series)",
-    )
-    version_label: LabelName = Field(default="version", description="label holding the version")
-    code_label: LabelName = Field(default="code", description="label holding the status code")
-    selector: str | None = Field(
-        default=None,
-        min_length=1,
-        description='extra label matchers for every preset query, e.g. job="checkout"',
-    )
-
-
 class Relative(StrictModel):
     """Canary against stable: fail when the canary is higher by more than allowed."""
 
@@ -188,7 +159,7 @@ class Gate(StrictModel):
     """One metric check, judged at every analysis interval during a bake."""
 
     name: Name
-    provider: Literal["cloudwatch", "prometheus"]
+    provider: ProviderName
     query: str | None = Field(default=None, min_length=1)
     stable_query: str | None = Field(
         default=None, min_length=1, description="the same metric for the stable version"
@@ -225,15 +196,15 @@ class Gate(StrictModel):
                 (
                     ("query",),
                     "give exactly one of query (your own expression) or preset "
-                    f"(one of {', '.join(PRESETS[self.provider])})",
+                    f"(one of {', '.join(presets_of(self.provider))})",
                 )
             )
-        if self.preset is not None and self.preset not in PRESETS[self.provider]:
+        if self.preset is not None and self.preset not in presets_of(self.provider):
             found.append(
                 (
                     ("preset",),
                     f"unknown {self.provider} preset {self.preset!r}; expected one of "
-                    f"{', '.join(PRESETS[self.provider])}",
+                    f"{', '.join(presets_of(self.provider))}",
                 )
             )
         if (self.max, self.min, self.relative, self.statistical) == (None, None, None, None):
@@ -248,7 +219,7 @@ class Gate(StrictModel):
                 (
                     ("preset_options",),
                     "applies to the prometheus presets only "
-                    f"({', '.join(PRESETS['prometheus'])}); remove it",
+                    f"({', '.join(presets_of('prometheus'))}); remove it",
                 )
             )
         if (
@@ -332,6 +303,17 @@ class Gate(StrictModel):
                     "set max_increase_percent, max_increase, or both (the larger allowance wins)",
                 )
             )
+        if self.statistical is not None and not PROVIDER_KINDS[self.provider].series:
+            others = [p.name for p in PROVIDER_KINDS.values() if p.series]
+            found.append(
+                (
+                    ("statistical",),
+                    f"gate {self.name!r}: the {self.provider} provider gives one value per "
+                    "window, not the values over it that a statistical check compares; use "
+                    "relative (canary against stable) on this gate, or a statistical check on "
+                    f"a {' or '.join(others) or 'other'} gate",
+                )
+            )
         stat = self.statistical
         if stat is not None and self.window > 0:
             needed = values_needed(stat.confidence)
@@ -399,16 +381,30 @@ class Analysis(StrictModel):
         return gates
 
 
-class SlackNotify(StrictModel):
-    channel: str = Field(pattern=r"^[#@]?[\w.-]+$", description="e.g. #deploys")
-
-
 class Notify(StrictModel):
-    slack: SlackNotify | None = None
+    """Where a rollout's events are sent. Nothing yet: Slack comes with the [slack] issue.
+
+    ``notify.slack`` is refused, not ignored: a spec must never ask for something the daemon
+    does not do.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_available(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "slack" in data:
+            raise problems(
+                (
+                    ("slack",),
+                    "Slack notifications are not available in this version of canary (they "
+                    "come with the [slack] issue); remove notify.slack and follow the rollout "
+                    "with canary rollout events --follow",
+                )
+            )
+        return data
 
 
 class RolloutSpec(StrictModel):
-    targets: list[Target] = Field(min_length=1)
+    targets: list[TargetSpec] = Field(min_length=1)
     steps: list[Step] = Field(default_factory=default_steps, min_length=1)
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
@@ -441,7 +437,7 @@ class RolloutSpec(StrictModel):
 
     @field_validator("targets")
     @classmethod
-    def _distinct_targets(cls, targets: list[Target]) -> list[Target]:
+    def _distinct_targets(cls, targets: list[TargetSpec]) -> list[TargetSpec]:
         seen: dict[str, int] = {}
         found: list[tuple[tuple[str | int, ...], str]] = []
         for index, target in enumerate(targets):
@@ -615,29 +611,44 @@ def load_file(path: str | Path) -> RolloutDocument:
     return parse_document(read_source(path))
 
 
-def known_field_names() -> Sequence[str]:
-    """Every field name in the spec, for 'did you mean' suggestions."""
-    from config import targets
+def canonical_document(document: RolloutDocument, clients: Clients) -> RolloutDocument:
+    """``document`` with every target in its kind's canonical form: what a daemon stores.
 
+    The daemon's region is filled in, an ARN is reduced to a name, each kind's defaults are
+    applied, so one piece of traffic has one key whichever way the spec named it. Raises
+    ``SpecError`` naming the target and the fix when a target cannot be made canonical.
+    """
+    targets = []
+    found = []
+    for index, target in enumerate(document.spec.targets):
+        try:
+            targets.append(canonical_target(target, clients))
+        except CanonicalError as exc:
+            found.append(Problem(f"spec.targets[{index}].{exc.field}", str(exc)))
+    if found:
+        raise SpecError(found)
+    spec = document.spec.model_copy(update={"targets": targets})
+    # Read again, so rules across targets (the same traffic twice) see the canonical keys.
+    return parse_document(document.model_copy(update={"spec": spec}).to_data())
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def known_field_names() -> Sequence[str]:
+    """Every field name in the spec (every kind's too), for 'did you mean' suggestions."""
     names: set[str] = set()
-    models: list[type[StrictModel]] = [
-        RolloutDocument,
-        Metadata,
-        RolloutSpec,
-        Step,
-        Analysis,
-        Gate,
-        CloudWatchMetric,
-        Notify,
-        SlackNotify,
-        targets.LambdaAliasTarget,
-        targets.AppConfigFlagTarget,
-        targets.K8sGatewayApiTarget,
-        targets.K8sIstioTarget,
-        targets.K8sNginxTarget,
-        targets.K8sSmiTarget,
-    ]
-    for model in models:
+    todo: list[type[BaseModel]] = [RolloutDocument, *(k.spec for k in KINDS)]
+    seen: set[type[BaseModel]] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
         for field_name, info in model.model_fields.items():
             names.add(info.alias or field_name)
+            todo += _models_in(info.annotation)
     return sorted(names)

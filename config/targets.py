@@ -1,22 +1,26 @@
-"""The kinds of target a rollout can move, and the fields each one needs.
+"""What every target in a spec shares, and the field types target kinds build on.
 
-One model per kind, chosen by ``kind``: an unknown kind is an error that lists the known
-ones, never a silent default. Each target has a ``key`` naming the traffic it controls, so
-the store can refuse a second live rollout on the same traffic.
+The kinds themselves are not declared here: each kind is one module beside its strategy
+(``strategies/lambda_alias.py``), registered in ``strategies/registry.py``, and the spec's
+union of targets is derived from that registry. This module stays below them: field types
+(regions, role ARNs), ``StrictModel`` and ``TargetBase``, the interface the engine, the
+store and the templates use without knowing the kind.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+DEFAULT_REGION_KEY = "default-region"
+"""Stands for the daemon's region in the key of a target that names none: only seen where
+no daemon made the target canonical (``canary simulate``, tests)."""
 
 
 class StrictModel(BaseModel):
@@ -25,46 +29,9 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _k8s_name(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise PydanticCustomError(
-            "k8s_name",
-            "{value} is not a Kubernetes name; use lower-case letters, digits, '-' and '.'",
-            {"value": repr(value)},
-        )
-    return value
-
-
-def _k8s_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise PydanticCustomError(
-            "k8s_namespace",
-            "{value} is not a namespace name; use lower-case letters, digits and '-'",
-            {"value": repr(value)},
-        )
-    return value
-
-
-def _number_to_text(value: object) -> object:
-    # `version: 42` in YAML is a number; a Lambda version number is meant, so take it.
+def number_to_text(value: object) -> object:
+    """``version: 42`` in YAML is a number; a version name is meant, so take it as text."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _lambda_version(value: str) -> str:
-    if value == "$LATEST":
-        raise PydanticCustomError(
-            "lambda_latest",
-            "$LATEST cannot take weighted traffic; publish a version "
-            "(aws lambda publish-version) and give its number",
-        )
-    if not value.isdigit():
-        raise PydanticCustomError(
-            "lambda_version",
-            "{value} is not a published version number; give the number that "
-            'publish-version returned, e.g. "42"',
-            {"value": repr(value)},
-        )
-    return value
 
 
 def _role_arn(value: str) -> str:
@@ -77,8 +44,12 @@ def _role_arn(value: str) -> str:
     return value
 
 
+def valid_region(value: str) -> bool:
+    return bool(_REGION.match(value))
+
+
 def _region(value: str) -> str:
-    if not _REGION.match(value):
+    if not valid_region(value):
         raise PydanticCustomError(
             "region",
             "{value} is not an AWS region name; expected e.g. eu-west-1",
@@ -87,135 +58,39 @@ def _region(value: str) -> str:
     return value
 
 
-K8sName = Annotated[str, AfterValidator(_k8s_name)]
-Namespace = Annotated[str, AfterValidator(_k8s_namespace)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
 Region = Annotated[str, AfterValidator(_region)]
 
 
-class AwsTarget(StrictModel):
+class TargetBase(StrictModel):
+    """One target of a rollout, whatever its kind.
+
+    ``key()`` names the traffic it controls: the store refuses a second live rollout on a
+    key, so a kind's canonical form (``strategies.kind.TargetKind.canonical``) must give
+    the same key to every way of naming the same traffic.
+    """
+
+    kind: str
+
+    def key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def canary_version(self) -> str:
+        """The value of ``{{ canary_version }}`` in gate queries."""
+        raise NotImplementedError
+
+
+Target = TargetBase
+"""What code outside the spec sees of a target (the union lives in ``strategies.registry``)."""
+
+
+class AwsTarget(TargetBase):
+    """Fields every AWS target has; the region is filled in from the daemon's at submit."""
+
     region: Region | None = None
     role_arn: RoleArn | None = None
 
     def _region_key(self) -> str:
-        return self.region or "default-region"
-
-
-class LambdaAliasTarget(AwsTarget):
-    kind: Literal["lambda-alias"]
-    function: NonEmpty
-    alias: NonEmpty
-    version: Annotated[str, BeforeValidator(_number_to_text), AfterValidator(_lambda_version)]
-
-    def key(self) -> str:
-        return f"lambda-alias/{self._region_key()}/{self.function}/{self.alias}"
-
-    @property
-    def canary_version(self) -> str:
-        return self.version
-
-
-class AppConfigFlagTarget(AwsTarget):
-    kind: Literal["appconfig-flag"]
-    application: NonEmpty
-    environment: NonEmpty
-    profile: NonEmpty
-    flag: NonEmpty
-    version: Annotated[str, BeforeValidator(_number_to_text), Field(min_length=1)]
-
-    def key(self) -> str:
-        return (
-            f"appconfig-flag/{self._region_key()}/{self.application}/{self.environment}/"
-            f"{self.profile}/{self.flag}"
-        )
-
-    @property
-    def canary_version(self) -> str:
-        return self.version
-
-
-class K8sTarget(StrictModel):
-    namespace: Namespace = "default"
-    context: str | None = Field(default=None, description="kubeconfig context; default: current")
-
-    def _prefix(self) -> str:
-        return f"{self.context or 'current-context'}/{self.namespace}"
-
-
-class K8sGatewayApiTarget(K8sTarget):
-    kind: Literal["k8s-gateway-api"]
-    route: K8sName = Field(description="HTTPRoute whose backendRefs carry the weights")
-    stable_service: K8sName
-    canary_service: K8sName
-
-    def key(self) -> str:
-        return f"k8s-gateway-api/{self._prefix()}/{self.route}"
-
-    @property
-    def canary_version(self) -> str:
-        return self.canary_service
-
-
-class K8sIstioTarget(K8sTarget):
-    kind: Literal["k8s-istio"]
-    virtual_service: K8sName
-    host: NonEmpty = Field(description="destination host of the route, e.g. checkout")
-    stable_subset: K8sName
-    canary_subset: K8sName
-    route: str | None = Field(default=None, description="named http route; default: the first")
-
-    def key(self) -> str:
-        return f"k8s-istio/{self._prefix()}/{self.virtual_service}/{self.route or '0'}"
-
-    @property
-    def canary_version(self) -> str:
-        return self.canary_subset
-
-
-class K8sNginxTarget(K8sTarget):
-    kind: Literal["k8s-nginx"]
-    ingress: K8sName = Field(description="the stable Ingress; a canary twin is managed beside it")
-    canary_service: K8sName
-
-    def key(self) -> str:
-        return f"k8s-nginx/{self._prefix()}/{self.ingress}"
-
-    @property
-    def canary_version(self) -> str:
-        return self.canary_service
-
-
-class K8sSmiTarget(K8sTarget):
-    kind: Literal["k8s-smi"]
-    traffic_split: K8sName
-    root_service: K8sName
-    stable_service: K8sName
-    canary_service: K8sName
-
-    def key(self) -> str:
-        return f"k8s-smi/{self._prefix()}/{self.traffic_split}"
-
-    @property
-    def canary_version(self) -> str:
-        return self.canary_service
-
-
-Target = Annotated[
-    LambdaAliasTarget
-    | AppConfigFlagTarget
-    | K8sGatewayApiTarget
-    | K8sIstioTarget
-    | K8sNginxTarget
-    | K8sSmiTarget,
-    Field(discriminator="kind"),
-]
-
-TARGET_KINDS: tuple[str, ...] = (
-    "lambda-alias",
-    "appconfig-flag",
-    "k8s-gateway-api",
-    "k8s-istio",
-    "k8s-nginx",
-    "k8s-smi",
-)
+        return self.region or DEFAULT_REGION_KEY

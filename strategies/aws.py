@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from strategies.base import ConflictError, PermanentError, StrategyError, TemporaryError
 from strategies.retry import DEFAULT_POLICY, RetryPolicy, retry_transient
@@ -109,6 +109,24 @@ def translate(exc: Exception, service: str, operation: str) -> StrategyError:
     raise exc
 
 
+class AwsSettings(Protocol):
+    """The daemon settings AWS access reads (``config.settings.Settings`` has them)."""
+
+    @property
+    def aws_region(self) -> str | None: ...
+
+    @property
+    def aws_endpoint_url(self) -> str | None: ...
+
+
+def from_settings(settings: AwsSettings) -> AwsClients:
+    """The daemon's one ``AwsClients``: the client factory every AWS kind and CloudWatch name.
+
+    Loads no SDK: boto3 is imported on the first call (or region lookup) that needs it.
+    """
+    return AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
 class AwsClients:
     """Cached boto3 clients per (service, region, role) and the pool their calls run on."""
 
@@ -130,6 +148,21 @@ class AwsClients:
         self._clients: dict[tuple[str, str | None, str | None], tuple[Any, float]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._default_region: tuple[str | None] | None = None  # resolved once, when asked
+
+    def default_region(self) -> str | None:
+        """The region of targets that name none: ``region`` (CANARY_AWS_REGION), else boto3's
+        default (AWS_REGION, AWS_DEFAULT_REGION, the profile's), looked up once; None if none.
+
+        Looked up on the first rollout that needs it rather than at daemon start, so a daemon
+        that drives no AWS target never loads boto3.
+        """
+        if self.region is not None:
+            return self.region
+        with self._lock:
+            if self._default_region is None:
+                self._default_region = (self._base_session().region_name,)
+            return self._default_region[0]
 
     # ------------------------------------------------------------ clients (pool threads)
 

@@ -1,5 +1,9 @@
 """Lambda alias weights: the stable version stays primary, the canary gets the extra weight.
 
+This module is the whole ``lambda-alias`` kind: its spec model (``LambdaAliasTarget``), its
+canonical form, its strategy and its declaration (``KIND``, registered in
+``strategies/registry.py``).
+
 What AWS allows shapes every write. An alias routes to at most two published versions
 (never ``$LATEST``): its ``FunctionVersion`` and one entry in
 ``RoutingConfig.AdditionalVersionWeights`` (a fraction, 0.0-1.0). Both versions need the
@@ -11,18 +15,178 @@ routing; ``promote()`` makes the canary primary with empty routing.
 (PreconditionFailedException) when someone changed the alias since: that is a
 ``ConflictError``, and the engine looks before writing again (drift if the split is not
 ours). Every write is read back with ``GetAlias``: what the alias serves is what counts.
+
+One alias has one key, however it is named: a function ARN (``arn:aws:lambda:us-east-1:
+123456789012:function:checkout-api``, optionally ``:live``) is reduced to its name, region,
+account and alias when the spec is read, and the daemon's region is filled in at submit
+(``canonical``), so ``lambda-alias/us-east-1/checkout-api/live`` is the only key of it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
-from config.targets import LambdaAliasTarget, Target
-from strategies.aws import AwsClients, AwsNotFound
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from config.targets import AwsTarget, Target, number_to_text, valid_region
+from strategies.aws import AwsClients, AwsNotFound, from_settings
 from strategies.base import ConflictError, PermanentError, TrafficSplit
-from strategies.registry import StrategyContext
+from strategies.kind import CanonicalError, TargetKind
 
 LATEST = "$LATEST"
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FUNCTION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[^:]+):(?P<account>\d{12}):"
+    r"function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$"
+)
+_ARN_EXAMPLE = "arn:aws:lambda:us-east-1:123456789012:function:checkout-api"
+
+
+def _lambda_version(value: str) -> str:
+    if value == LATEST:
+        raise PydanticCustomError(
+            "lambda_latest",
+            "$LATEST cannot take weighted traffic; publish a version "
+            "(aws lambda publish-version) and give its number",
+        )
+    if not value.isdigit():
+        raise PydanticCustomError(
+            "lambda_version",
+            "{value} is not a published version number; give the number that "
+            'publish-version returned, e.g. "42"',
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _problems(*found: tuple[str, str]) -> PydanticCustomError:
+    """Several located problems at once (``config.errors`` reports each at its path)."""
+    return PydanticCustomError(
+        "spec_problems",
+        "; ".join(message for _, message in found),
+        {"problems": [([field], message) for field, message in found]},
+    )
+
+
+def _from_arn(data: dict[str, Any]) -> dict[str, Any]:
+    """A target naming its function by ARN, reduced to its name, region and account.
+
+    The ARN may carry the alias as its qualifier (``...:function:checkout-api:live``); it
+    must then be the target's ``alias``. A version qualifier names no alias: refused.
+    """
+    function = str(data["function"])
+    match = _FUNCTION_ARN.match(function)
+    if match is None:
+        raise _problems(
+            (
+                "function",
+                f"{function!r} is not a Lambda function ARN; give the function's name "
+                f"(checkout-api) or its ARN ({_ARN_EXAMPLE}, optionally :<alias>)",
+            )
+        )
+    found: list[tuple[str, str]] = []
+    region, account, qualifier = match["region"], match["account"], match["qualifier"]
+    if not valid_region(region):
+        found.append(("function", f"the ARN's region {region!r} is not an AWS region name"))
+    if data.get("region") not in (None, region):
+        found.append(
+            (
+                "region",
+                f"{data['region']!r} differs from the function ARN's region {region!r}; "
+                "remove region or make them agree",
+            )
+        )
+    if qualifier is not None and (qualifier == LATEST or qualifier.isdigit()):
+        found.append(
+            (
+                "function",
+                f"the ARN is qualified with version {qualifier}, not an alias; name the "
+                "alias (...:function:<name>:<alias>) or leave the qualifier out",
+            )
+        )
+    elif qualifier is not None and data.get("alias") != qualifier:
+        found.append(
+            (
+                "alias",
+                f"{data.get('alias')!r} differs from the alias in the function ARN "
+                f"({qualifier!r}); set alias: {qualifier}, or drop the ARN's qualifier",
+            )
+        )
+    role = data.get("role_arn")
+    role_account = (
+        str(role).split(":")[4] if isinstance(role, str) and role.count(":") >= 5 else None
+    )
+    if role_account is not None and role_account != account:
+        found.append(
+            (
+                "role_arn",
+                f"is in account {role_account} but the function ARN in account {account}; "
+                "assume a role in the function's account",
+            )
+        )
+    if found:
+        raise _problems(*found)
+    return data | {"function": match["name"], "region": region, "account": account}
+
+
+class LambdaAliasTarget(AwsTarget):
+    """A Lambda alias: its weights move between the stable version and ``version``."""
+
+    kind: Literal["lambda-alias"]
+    function: str = Field(
+        description="the function's name, or its ARN (the region, account and an :alias "
+        "qualifier are taken from it)"
+    )
+    alias: str = Field(min_length=1, description="the alias your callers invoke")
+    version: Annotated[str, BeforeValidator(number_to_text), AfterValidator(_lambda_version)]
+    account: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="the function's AWS account (taken from an ARN); checked at preflight",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arn(cls, data: Any) -> Any:
+        if isinstance(data, dict) and str(data.get("function", "")).startswith("arn:"):
+            return _from_arn(data)
+        return data
+
+    @model_validator(mode="after")
+    def _function_name(self) -> LambdaAliasTarget:
+        if not _FUNCTION_NAME.match(self.function):
+            raise _problems(
+                (
+                    "function",
+                    f"{self.function!r} is not a Lambda function name (1-64 letters, digits, "
+                    f"'-' and '_'); give the name or the full ARN ({_ARN_EXAMPLE})",
+                )
+            )
+        return self
+
+    def key(self) -> str:
+        return f"lambda-alias/{self._region_key()}/{self.function}/{self.alias}"
+
+    @property
+    def canary_version(self) -> str:
+        return self.version
+
+
+def canonical(target: LambdaAliasTarget, aws: AwsClients) -> LambdaAliasTarget:
+    """The daemon's region filled in: an alias named with or without it has one key."""
+    if target.region is not None:
+        return target
+    region = aws.default_region()
+    if region is None:
+        raise CanonicalError(
+            "region",
+            "names no region and the daemon has none; set region here (e.g. us-east-1), "
+            "or CANARY_AWS_REGION (or AWS_REGION) for the daemon",
+        )
+    return target.model_copy(update={"region": region})
 
 
 def routing(alias: dict[str, Any]) -> dict[str, float]:
@@ -118,6 +282,7 @@ class LambdaAliasStrategy:
             ) from None
         alias = await self._get_alias()
         stable = self.stable or str(alias["FunctionVersion"])
+        self._check_account(alias)
         problems: list[str] = []
         if stable == LATEST:
             problems.append(
@@ -164,6 +329,17 @@ class LambdaAliasStrategy:
             )
         if problems:
             raise PermanentError("; ".join(problems))
+
+    def _check_account(self, alias: dict[str, Any]) -> None:
+        """An ARN's account is checked, never dropped: the daemon may reach another one."""
+        arn = str(alias.get("AliasArn", ""))
+        found = arn.split(":")[4] if arn.count(":") >= 5 else None
+        if self.target.account is not None and found and found != self.target.account:
+            raise PermanentError(
+                f"function {self.target.function}{self._where} is in account {found}, not "
+                f"{self.target.account} as its ARN says; run the daemon with credentials (or a "
+                "role_arn) of the function's account"
+            )
 
     async def observe(self) -> TrafficSplit:
         alias = await self._get_alias()
@@ -221,8 +397,17 @@ class LambdaAliasStrategy:
         return self._split(await self._get_alias())  # the read-back
 
 
-def build(target: Target, stable: str | None, context: StrategyContext) -> LambdaAliasStrategy:
+def build(target: Target, stable: str | None, aws: AwsClients) -> LambdaAliasStrategy:
     if not isinstance(target, LambdaAliasTarget):
         raise TypeError(f"not a lambda-alias target: {target.kind}")
-    aws = context.aws or AwsClients(endpoint_url=context.aws_endpoint_url)
     return LambdaAliasStrategy(target, stable, aws)
+
+
+KIND = TargetKind(
+    name="lambda-alias",
+    spec=LambdaAliasTarget,
+    summary="AWS Lambda alias weights between the alias's version and a published canary",
+    clients=from_settings,
+    build=build,
+    canonical=canonical,
+)

@@ -1,77 +1,135 @@
-"""From a target in a spec to the strategy that drives it: one entry per kind.
+"""Every target kind this canary drives: one line per kind, everything else derived.
 
-Unlike Flagger's fallback to a default provider, an unknown kind is an error, and a kind
-the spec accepts but no strategy implements yet says so plainly at preflight.
+``KINDS`` is the list. From it come the spec's union of targets (``TargetSpec``, which
+``config.spec`` uses), the kind names in error messages, the JSON Schema and the README's
+table of kinds. An unknown kind is an error, never a default (unlike Flagger's fallback to
+a default provider), and a kind that is planned but not built yet is refused when the spec
+is read, with the issue that will bring it.
+
+To add a kind: write its module (spec model, strategy, ``KIND = TargetKind(...)``; see
+``strategies/lambda_alias.py`` and docs/architecture.md, "Adding a target kind"), add its
+line to ``KINDS``, and drop it from ``PLANNED``.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from config.targets import TARGET_KINDS, Target
+from pydantic import Field
+
+from config.targets import Target, TargetBase
+from strategies import lambda_alias
 from strategies.base import NotImplementedKind, Strategy
+from strategies.kind import CanonicalError, TargetKind
+
+KINDS: tuple[TargetKind[Any, Any], ...] = (lambda_alias.KIND,)
+
+PLANNED: Mapping[str, str] = {
+    "appconfig-flag": "[appconfig]",
+    "k8s-gateway-api": "[k8s]",
+    "k8s-istio": "[k8s]",
+    "k8s-nginx": "[k8s]",
+    "k8s-smi": "[k8s]",
+}
+"""Kinds whose design exists (docs/planned-kinds.md) but no module yet -> the issue."""
+
+BY_NAME: Mapping[str, TargetKind[Any, Any]] = {k.name: k for k in KINDS}
+
+
+def kind_names() -> tuple[str, ...]:
+    return tuple(BY_NAME)
+
 
 if TYPE_CHECKING:
-    from strategies.aws import AwsClients
+    TargetSpec = TargetBase
+else:
+    TargetSpec = Annotated[Union[tuple(k.spec for k in KINDS)], Field(discriminator="kind")]  # noqa: UP007
 
 
-@dataclass(frozen=True)
-class StrategyContext:
-    """What every strategy may need from the daemon's settings."""
+def unavailable(kind: object) -> str | None:
+    """Why ``kind`` cannot be a target's kind here, or None when it can."""
+    available = ", ".join(kind_names())
+    if kind in BY_NAME:
+        return None
+    if isinstance(kind, str) and kind in PLANNED:
+        return (
+            f"target kind {kind!r} is not available in this version of canary (it is planned: "
+            f"see the {PLANNED[kind]} issue); available: {available}"
+        )
+    if kind is None:
+        return f"required field is missing; expected one of {available}"
+    return f"unknown target kind {kind!r}; expected one of {available}"
 
-    aws_endpoint_url: str | None = None
-    # The daemon's shared boto3 clients and thread pool; AWS strategies make their own
-    # (from aws_endpoint_url) when this is None.
-    aws: AwsClients | None = None
 
-
-Builder = Callable[[Target, str | None, StrategyContext], Strategy]
 StrategyFactory = Callable[[Target, str | None], Strategy]
 
-# kind -> "module:function" of its builder, imported on first use so that a daemon (or a
-# simulation) never pays for an SDK it does not drive.
-BUILTIN: dict[str, str] = {
-    "lambda-alias": "strategies.lambda_alias:build",
-}
 
-_BUILDERS: dict[str, Builder] = {}
+class Clients:
+    """What the daemon made for the kinds and providers: one object per client factory.
+
+    Kinds and providers that name the same factory (``strategies.aws.from_settings``) share
+    the object it makes. Nothing is made before it is asked for.
+    """
+
+    def __init__(
+        self, settings: Any, made: Mapping[Callable[[Any], Any], Any] | None = None
+    ) -> None:
+        self.settings = settings
+        # Objects made elsewhere, by the factory they stand for (the demo's and tests' own
+        # AwsClients): ``Clients(None, {strategies.aws.from_settings: aws})``.
+        self._made: dict[Callable[[Any], Any], Any] = dict(made or {})
+
+    def get(self, factory: Callable[[Any], Any]) -> Any:
+        if factory not in self._made:
+            self._made[factory] = factory(self.settings)
+        return self._made[factory]
+
+    def close(self) -> None:
+        for made in self._made.values():
+            close = getattr(made, "close", None)
+            if close is not None:
+                close()
+        self._made.clear()
 
 
-def register(kind: str, builder: Builder) -> None:
-    if kind not in TARGET_KINDS:
-        raise ValueError(f"unknown target kind {kind!r}; known: {', '.join(TARGET_KINDS)}")
-    _BUILDERS[kind] = builder
+def _kind(target: Target) -> TargetKind[Any, Any]:
+    kind = BY_NAME.get(target.kind)
+    if kind is None:
+        raise NotImplementedKind(unavailable(target.kind) or target.kind)
+    return kind
 
 
-def implemented_kinds() -> list[str]:
-    return [k for k in TARGET_KINDS if k in _BUILDERS or k in BUILTIN]
-
-
-def _builder(kind: str) -> Builder | None:
-    if kind not in _BUILDERS and kind in BUILTIN:
-        module, _, name = BUILTIN[kind].partition(":")
-        _BUILDERS[kind] = getattr(importlib.import_module(module), name)
-    return _BUILDERS.get(kind)
-
-
-def create_strategy(
-    target: Target, stable: str | None, context: StrategyContext | None = None
-) -> Strategy:
+def create_strategy(target: Target, stable: str | None, clients: Clients) -> Strategy:
     """The strategy for ``target``; ``stable`` is the version recorded at the rollout's start."""
-    builder = _builder(target.kind)
-    if builder is None:
-        raise NotImplementedKind(
-            f"target kind {target.kind} is not implemented yet in this canary version "
-            f"(implemented: {', '.join(implemented_kinds()) or 'none'})"
-        )
-    return builder(target, stable, context or StrategyContext())
+    kind = _kind(target)
+    return kind.build(target, stable, clients.get(kind.clients))
 
 
-def factory(context: StrategyContext) -> StrategyFactory:
+def factory(clients: Clients) -> StrategyFactory:
     def build(target: Target, stable: str | None) -> Strategy:
-        return create_strategy(target, stable, context)
+        return create_strategy(target, stable, clients)
 
     return build
+
+
+def canonical(target: Target, clients: Clients) -> Target:
+    """``target`` in its kind's canonical form; raises ``CanonicalError`` naming the fix."""
+    kind = _kind(target)
+    result: Target = kind.canonical(target, clients.get(kind.clients))
+    return result
+
+
+__all__ = [
+    "KINDS",
+    "PLANNED",
+    "CanonicalError",
+    "Clients",
+    "StrategyFactory",
+    "TargetSpec",
+    "canonical",
+    "create_strategy",
+    "factory",
+    "kind_names",
+    "unavailable",
+]

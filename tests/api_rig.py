@@ -99,6 +99,8 @@ class ApiRig:
             observer=self.metrics,
         )
         self.settings = settings or Settings(tokens=token_specs(), allow_anonymous=False)
+        if self.settings.aws_region is None:  # targets without a region get this one
+            self.settings = self.settings.model_copy(update={"aws_region": "us-east-1"})
         self.app = build_app(
             self.engine, self.settings, metrics_registry=self.metrics, heartbeat=heartbeat
         )

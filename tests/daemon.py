@@ -26,6 +26,7 @@ def daemon_env(tmp_path: Path, **env: str) -> dict[str, str]:
         **os.environ,
         "CANARY_STORE_URL": f"sqlite:///{tmp_path}/canary.db",
         "CANARY_LOG_FORMAT": "json",
+        "CANARY_AWS_REGION": "us-east-1",  # targets without a region are filled in with it
     }
     if "CANARY_TOKENS" not in env:
         base["CANARY_ALLOW_ANONYMOUS"] = "true"

@@ -104,7 +104,7 @@ class StoreContract:
                     {"name": "errors", "provider": "prometheus", "query": "rate(x[1m])", "max": 1}
                 ],
             },
-            notify={"slack": {"channel": "#deploys"}},
+            notify={},
         )
         rollout = Rollout(
             id=new_rollout_id(T0),

@@ -245,7 +245,7 @@ async def test_a_target_held_by_a_live_rollout_is_409_naming_it() -> None:
         live = (await first.json())["id"]
         assert body["rollout_id"] == live
         assert live in body["detail"]
-        assert body["target"] == "lambda-alias/default-region/checkout/live"
+        assert body["target"] == "lambda-alias/us-east-1/checkout/live"
 
 
 # ---------------------------------------------------------------- errors

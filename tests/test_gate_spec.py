@@ -158,14 +158,10 @@ def test_target_fields_are_template_variables_of_that_target_only() -> None:
     query = {"provider": "prometheus", "max": 1}
     ok = {"name": "a", "query": 'x{fn="{{ function }}", a="{{ alias }}", w="{{ window }}"}'}
     parse_document(doc(ok | query))
-    nginx = {
-        "kind": "k8s-nginx",
-        "ingress": "web",
-        "canary_service": "web-canary",
-    }
-    found = problems(doc(ok | query, target=nginx))
-    assert "unknown template variable {{ function }}, {{ alias }}" in found[f"{G}.query"]
-    assert "ingress" in found[f"{G}.query"], "the known names are listed"
+    other = {"name": "a", "query": 'x{ns="{{ namespace }}", r="{{ route }}"}'}
+    found = problems(doc(other | query))
+    assert "unknown template variable {{ namespace }}, {{ route }}" in found[f"{G}.query"]
+    assert "function" in found[f"{G}.query"], "the target's own names are listed as known"
 
 
 # ---------------------------------------------------------------- daemon settings

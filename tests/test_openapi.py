@@ -52,7 +52,7 @@ class LiveApi:
 
     async def _start(self) -> str:
         self.engine = Engine(MemoryStore(), RealClock(), MemoryFleet(stable="1").factory, {})
-        settings = Settings(tokens=token_specs(), allow_anonymous=False)
+        settings = Settings(tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1")
         self.runner = web.AppRunner(build_app(self.engine, settings), shutdown_timeout=5)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()

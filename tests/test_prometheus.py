@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import document, lambda_target
 from promserver import Behaviour, PrometheusServer, TrafficApp, WebConfig
+from services import free_port
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Verdict, Window
 from analysis.gates import EvaluationContext, evaluate
@@ -41,6 +42,7 @@ from canary.store.memory import MemoryStore
 from config.settings import load_settings
 from config.spec import Gate
 from strategies.memory import MemoryBackend, MemoryFleet
+from strategies.registry import Clients
 
 _numbers = itertools.count(10, 10)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -579,7 +581,7 @@ async def test_daemon_settings_build_a_working_provider(
         monkeypatch.setenv(name, value)
     settings = load_settings()
     assert "s3cret" not in repr(settings)
-    providers = build_providers(settings)
+    providers = build_providers(settings, Clients(settings))
     try:
         assert set(providers) == {"cloudwatch", "prometheus"}, "cloudwatch is always there"
         provider = providers["prometheus"]
@@ -593,7 +595,8 @@ async def test_daemon_settings_build_a_working_provider(
     monkeypatch.delenv("CANARY_PROMETHEUS_USERNAME")
     monkeypatch.delenv("CANARY_PROMETHEUS_PASSWORD")
     monkeypatch.delenv("CANARY_PROMETHEUS_CA_FILE")
-    without = build_providers(load_settings())
+    unset = load_settings()
+    without = build_providers(unset, Clients(unset))
     assert set(without) == {"cloudwatch"}, "no URL: no prometheus provider"
     close_providers(without)
 
@@ -648,3 +651,40 @@ async def test_an_answer_not_in_the_api_shape_is_an_error_not_a_crash() -> None:
         answer = await ask(PrometheusOptions(url=url))
     assert isinstance(answer, ProviderError)
     assert "unexpected answer from" in str(answer)
+
+
+# ---------------------------------------------------------------- health
+
+
+async def test_health_asks_prometheus_through_the_providers_session(
+    provider: PrometheusProvider,
+) -> None:
+    await provider.health()
+
+
+async def test_health_names_a_prometheus_that_cannot_be_reached() -> None:
+    port = free_port()
+    p = PrometheusProvider(PrometheusOptions(url=f"http://127.0.0.1:{port}", timeout=2))
+    try:
+        with pytest.raises(ProviderError, match=rf"cannot connect to http://127.0.0.1:{port}"):
+            await p.health()
+    finally:
+        p.close()
+
+
+async def test_health_uses_the_credentials_of_the_queries(secured: PrometheusServer) -> None:
+    assert secured.web_config is not None
+    ca = str(secured.web_config.cert_file)
+    wrong = PrometheusProvider(
+        PrometheusOptions(url=secured.url, username="canary", password="x", ca_file=ca)
+    )
+    right = PrometheusProvider(
+        PrometheusOptions(url=secured.url, username="canary", password="s3cret-pass", ca_file=ca)
+    )
+    try:
+        with pytest.raises(ProviderError, match="HTTP 401"):
+            await wrong.health()
+        await right.health()
+    finally:
+        wrong.close()
+        right.close()

@@ -20,19 +20,12 @@ from config.durations import display_duration, format_duration, parse_duration
 from config.errors import SpecError
 from config.settings import load_settings
 from config.spec import RolloutDocument, load_file, parse_document, parse_text
-from config.targets import TARGET_KINDS
+from strategies.registry import PLANNED, kind_names
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
-EXPECTED_EXAMPLES = {
-    "lambda-alias.yaml",
-    "appconfig-flag.yaml",
-    "k8s-gateway-api.yaml",
-    "k8s-istio.yaml",
-    "k8s-nginx.yaml",
-    "k8s-smi.yaml",
-    "multi-target.yaml",
-}
+EXPECTED_EXAMPLES = {"lambda-alias.yaml", "lambda-alias-prometheus.yaml", "multi-target.yaml"}
+PLANNED_EXAMPLES = sorted((ROOT / "docs" / "planned").glob("*.yaml"))
 REGENERATE = "python -m config.schema > config/schema.json"
 
 
@@ -82,7 +75,23 @@ def text_problems(text: str, source: str = "<spec>") -> list[str]:
 
 def test_the_examples_are_all_there() -> None:
     assert {p.name for p in EXAMPLES} == EXPECTED_EXAMPLES
-    assert len(EXAMPLES) == 7
+
+
+@pytest.mark.parametrize("path", PLANNED_EXAMPLES, ids=lambda p: p.name)
+def test_a_planned_kind_is_refused_not_presented_as_working(path: Path) -> None:
+    """The designs of kinds not built yet are kept as notes, and say so; none validates."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(f"# NOT AVAILABLE in this version of canary: `kind: {path.stem}`")
+    found = problems(yaml.safe_load(text))
+    assert found == {
+        "spec.targets[0].kind": f"target kind {path.stem!r} is not available in this version "
+        f"of canary (it is planned: see the {PLANNED[path.stem]} issue); available: "
+        + ", ".join(kind_names())
+    }
+
+
+def test_every_planned_kind_has_its_design_note() -> None:
+    assert {p.stem for p in PLANNED_EXAMPLES} == set(PLANNED)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -95,7 +104,7 @@ def test_example_parses(path: Path) -> None:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     kinds = {t["kind"] for t in raw["spec"]["targets"]}
     if path.name != "multi-target.yaml":
-        assert kinds == {path.stem}, "each single-target example is named after its kind"
+        assert kinds == {path.stem.split("-prometheus")[0]}, "examples are named by their kind"
 
 
 def test_examples_cover_the_default_plan_and_an_approval() -> None:
@@ -145,7 +154,7 @@ def test_other_defaults() -> None:
     assert (spec.analysis.failure_limit, spec.analysis.inconclusive_limit) == (1, 3)
     assert spec.analysis.consecutive_error_limit == 10
     assert spec.analysis.on_inconclusive == "pause"
-    assert spec.notify.slack is None
+    assert spec.notify.model_dump() == {}
     data = minimal()
     data["spec"]["analysis"] = {"gates": [gate()]}
     (only,) = parse_document(data).spec.analysis.gates
@@ -257,8 +266,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown target kind",
         {"targets": [{"kind": "ecs-service", "service": "checkout"}]},
         "spec.targets[0].kind",
-        "unknown target kind 'ecs-service'; expected one of lambda-alias, appconfig-flag, "
-        "k8s-gateway-api, k8s-istio, k8s-nginx, k8s-smi",
+        "unknown target kind 'ecs-service'; expected one of lambda-alias",
     ),
     (
         "missing kind",
@@ -401,19 +409,10 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "'Ireland' is not an AWS region name; expected e.g. eu-west-1",
     ),
     (
-        "bad namespace",
-        {
-            "targets": [
-                {
-                    "kind": "k8s-nginx",
-                    "namespace": "Web_Prod",
-                    "ingress": "frontend",
-                    "canary_service": "frontend-canary",
-                }
-            ]
-        },
-        "spec.targets[0].namespace",
-        "'Web_Prod' is not a namespace name",
+        "a planned kind",
+        {"targets": [{"kind": "k8s-nginx", "ingress": "frontend"}]},
+        "spec.targets[0].kind",
+        "target kind 'k8s-nginx' is not available in this version of canary",
     ),
     (
         "bad approval",
@@ -422,10 +421,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "expected true or false, got 'maybe'",
     ),
     (
-        "bad slack channel",
-        {"notify": {"slack": {"channel": "deploys channel"}}},
-        "spec.notify.slack.channel",
-        "'deploys channel' does not have the expected form",
+        "slack, not available yet",
+        {"notify": {"slack": {"channel": "#deploys"}}},
+        "spec.notify.slack",
+        "Slack notifications are not available in this version of canary (they come with the "
+        "[slack] issue); remove notify.slack",
     ),
 ]
 
@@ -494,8 +494,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "metadata.lables": "did you mean 'labels'?",
         "spec.targets[0].version": "$LATEST cannot take weighted traffic",
         "spec.targets[1].kind": "unknown target kind 'lambda-function'",
-        "spec.targets[2].stable_subset": "required field is missing",
-        "spec.targets[2].canary_subset": "required field is missing",
+        "spec.targets[2].kind": "target kind 'k8s-istio' is not available in this version",
         "spec.steps[0].bake": "'5 mins' is not a duration",
         "spec.steps[1].weight": "150 is out of range",
         "spec.analysis.interval": "must be longer than 0s",
@@ -504,7 +503,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "spec.analysis.gates[0].provider": "unknown metric provider 'datadog'",
         "spec.analysis.gates[1].preset": "unknown cloudwatch preset 'lambda-p95'",
         "spec.analysis.gates[1].max": "a gate needs a check",
-        "spec.notify.slak": "unknown field 'slak'; did you mean 'slack'?",
+        "spec.notify.slak": "unknown field 'slak'; remove it",
     }
     assert found.keys() == expected.keys()
     for path, fragment in expected.items():
@@ -527,8 +526,7 @@ def test_unknown_kind_lists_every_known_kind() -> None:
     data = minimal()
     data["spec"]["targets"] = [{"kind": "cloud-run"}]
     message = problems(data)["spec.targets[0].kind"]
-    for kind in TARGET_KINDS:
-        assert kind in message
+    assert message == f"unknown target kind 'cloud-run'; expected one of {', '.join(kind_names())}"
 
 
 def test_yaml_syntax_error_has_line_and_column() -> None:
@@ -595,7 +593,6 @@ def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.store_url == "sqlite:///./canary.db"
     assert settings.tokens == []
     assert settings.allow_anonymous is False
-    assert settings.slack_token is None
     assert (settings.log_format, settings.log_level) == ("auto", "info")
     assert settings.aws_endpoint_url is None
 
@@ -837,6 +834,16 @@ def test_a_misspelled_canary_variable_stops_the_daemon_with_a_suggestion(
         load_settings()
     assert [str(p) for p in caught.value.problems] == [
         "CANARY_STOR_URL: is not a canary setting; did you mean CANARY_STORE_URL?"
+    ]
+
+
+def test_slack_settings_are_refused_until_slack_exists(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_SLACK_TOKEN", "xoxb-secret")
+    with pytest.raises(SpecError) as caught:
+        load_settings()
+    assert [str(p) for p in caught.value.problems] == [
+        "CANARY_SLACK_TOKEN: Slack is not available in this version of canary (it comes with "
+        "the [slack] issue); unset it"
     ]
 
 

@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Callable
+from functools import partial
 
 import structlog
 from aiohttp import web
 
+from analysis.health import ProviderHealth
 from canary import __version__
 from canary.api import openapi, rollouts
 from canary.api.auth import Authenticator
 from canary.api.context import (
     AUTH,
+    CANONICAL,
     ENGINE,
     METRICS,
     REQUEST_ID,
@@ -35,14 +39,20 @@ from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
+from config.errors import SpecError
 from config.settings import Settings
+from config.spec import RolloutDocument, canonical_document
+from strategies.registry import Clients
 
 __all__ = ["ENGINE", "MAX_BODY", "build_app"]
 
 log = structlog.get_logger("canary.api")
 
+HEALTH: web.AppKey[ProviderHealth] = web.AppKey("health", ProviderHealth)
+
 MAX_BODY = 1024 * 1024  # 1 MiB: a spec is a few KiB
 READY_TIMEOUT = 5.0
+HEALTH_WAIT = 0.5  # /readyz waits this long for provider checks, then shows the last known
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -111,6 +121,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers and the engine runs; the providers' states are listed
+    but never make the daemon unready (it still has rollouts to roll back)."""
     only_query(request)
     engine = request.app[ENGINE]
     try:
@@ -122,7 +134,14 @@ async def readyz(request: web.Request) -> web.Response:
         ) from None
     if not engine.running:
         raise ProblemError(503, "the engine is not running (starting or stopping)")
-    return web.json_response({"status": "ready", "version": __version__})
+    states = await request.app[HEALTH].states(wait=HEALTH_WAIT)  # slow ones: last known
+    return web.json_response(
+        {
+            "status": "ready",
+            "version": __version__,
+            "providers": {s.provider: s.as_data() for s in states},
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -132,12 +151,31 @@ async def metrics(request: web.Request) -> web.Response:
         registry.set_live(await asyncio.wait_for(engine.store.live(), READY_TIMEOUT))
     except Exception as exc:  # the other metrics are still worth serving
         log.warning("metrics.live_unavailable", error=repr(exc))
+    await request.app[HEALTH].states(wait=HEALTH_WAIT)  # canary_provider_up, kept fresh
     return web.Response(body=registry.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
     only_query(request)
     return web.json_response(openapi.document())
+
+
+def _refusing(
+    canonical: Callable[[RolloutDocument], RolloutDocument],
+) -> Callable[[RolloutDocument], RolloutDocument]:
+    """A target that cannot be made canonical (no region anywhere) is the client's 422."""
+
+    def apply(document: RolloutDocument) -> RolloutDocument:
+        try:
+            return canonical(document)
+        except SpecError as exc:
+            raise rollouts.spec_problem(exc, syntax=False) from None
+
+    return apply
+
+
+async def _close(clients: Clients) -> None:
+    clients.close()
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -150,9 +188,20 @@ def build_app(
     *,
     metrics_registry: Metrics | None = None,
     heartbeat: float = 15.0,
+    health: ProviderHealth | None = None,
+    canonical: Callable[[RolloutDocument], RolloutDocument] | None = None,
 ) -> web.Application:
+    """The app; ``health`` and ``canonical`` default to what ``settings`` alone give (no
+    provider checked; targets made canonical with the settings' AWS region)."""
     app = web.Application(middlewares=[problems], client_max_size=MAX_BODY)
     app[ENGINE] = engine
+    app[HEALTH] = health or ProviderHealth({})
+    app.on_cleanup.append(lambda app: app[HEALTH].close())
+    if canonical is None:
+        clients = Clients(settings)
+        app.on_cleanup.append(lambda _: _close(clients))
+        canonical = partial(canonical_document, clients=clients)
+    app[CANONICAL] = _refusing(canonical)
     app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
     app[METRICS] = metrics_registry or Metrics()
     app[STREAMS] = Streams(heartbeat=heartbeat)

@@ -14,10 +14,14 @@ from canary.api.auth import Authenticator, Principal, Role
 from canary.api.problems import bad_request
 from canary.engine import Engine
 from canary.metrics import Metrics
+from config.spec import RolloutDocument
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+# Every submitted spec goes through this before anything compares or stores it: each target
+# in its kind's canonical form (config.spec.canonical_document), so one traffic, one key.
+CANONICAL: web.AppKey[Callable[[RolloutDocument], RolloutDocument]] = web.AppKey("canonical")
 
 
 @dataclass

@@ -179,6 +179,26 @@ def _schemas() -> dict[str, Any]:
             "required": ["status", "version"],
             "properties": {"status": {"type": "string"}, "version": {"type": "string"}},
         },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "version", "providers"],
+            "properties": {
+                "status": {"type": "string"},
+                "version": {"type": "string"},
+                "providers": {
+                    "type": "object",
+                    "description": "each metric provider's health; never makes the daemon unready",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["state"],
+                        "properties": {
+                            "state": {"enum": ["up", "down", "not_configured", "unknown"]},
+                            "detail": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
         "PromoteBody": {
             "type": "object",
             "additionalProperties": False,
@@ -279,9 +299,12 @@ def _paths() -> dict[str, Any]:
         "/readyz": {
             "get": _operation(
                 "readyz",
-                "Readiness: the store answers and the engine runs",
+                "Readiness: the store answers and the engine runs; providers' health listed",
                 None,
-                {"200": status_ok, "503": _problem("not ready; the detail says why")},
+                {
+                    "200": _json("ready", "Readiness"),
+                    "503": _problem("not ready; the detail says why"),
+                },
             )
         },
         "/metrics": {

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from canary.api.auth import Principal
-from canary.api.context import ENGINE, protected
+from canary.api.context import CANONICAL, ENGINE, protected
 from canary.api.problems import ProblemError, bad_request
 from canary.api.stream import stream_events, wants_stream
 from canary.api.views import event_data, rollout_detail, rollout_summary
@@ -193,6 +193,7 @@ def replay(existing: Rollout, document: RolloutDocument, key: str) -> web.Respon
 async def start(request: web.Request, principal: Principal) -> web.Response:
     engine = request.app[ENGINE]
     document = await read_document(request)
+    document = request.app[CANONICAL](document)  # one key per traffic, before comparing
     key = idempotency_key(request, document)
     if key is not None:
         existing = await engine.store.find_by_key(key)

@@ -406,3 +406,17 @@ async def test_a_preset_on_a_target_that_is_not_lambda_is_an_error() -> None:
     assert all(
         isinstance(r, ProviderError) and "needs a lambda-alias target" in str(r) for r in results
     )
+
+
+# ---------------------------------------------------------------- health
+
+
+async def test_health_is_one_cheap_read_through_the_shared_clients(
+    moto: Moto, aws: AwsClients
+) -> None:
+    provider = CloudWatchProvider(aws)
+    await provider.health()
+    assert moto.proxy.count("POST", r".*", ok=True) == 1, "one GetMetricData, nothing more"
+    moto.proxy.fail("POST", r".*", 403, "AccessDenied", "not authorized", times=5)
+    with pytest.raises(ProviderError, match="grant cloudwatch:GetMetricData"):
+        await provider.health()

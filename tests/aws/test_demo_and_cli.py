@@ -11,6 +11,7 @@ import time
 import pytest
 from click.testing import CliRunner
 from motohelpers import REGION, Moto
+from services import free_port
 from test_cli import GOOD
 
 from canary.cli import cli
@@ -46,11 +47,11 @@ def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> Non
 @pytest.mark.parametrize(
     ("version", "code", "expected"),
     [
-        ("2", 0, "ok: checkout: lambda-alias/default-region/checkout/live"),
+        ("2", 0, "ok: checkout: lambda-alias/us-east-1/checkout/live"),
         (
             "9",
             1,
-            "preflight: spec.targets[0] (lambda-alias/default-region/checkout/live): the "
+            "preflight: spec.targets[0] (lambda-alias/us-east-1/checkout/live): the "
             "canary version 9 of function checkout does not exist in us-east-1",
         ),
         ("1", 1, "version 1 is already the version alias live serves"),
@@ -79,16 +80,52 @@ def test_validate_preflight_asks_lambda_through_the_daemons_settings(
 def test_a_daemon_loads_boto3_only_when_it_calls_aws() -> None:
     check = (
         "import sys\n"
-        "from canary.daemon import build_providers, strategy_context\n"
+        "from canary.daemon import build_providers\n"
         "from config.settings import Settings\n"
         "from config.spec import parse_text\n"
-        "from strategies.registry import create_strategy\n"
+        "from strategies.registry import Clients, create_strategy\n"
         "settings = Settings()\n"
-        "build_providers(settings)\n"
+        "clients = Clients(settings)\n"
+        "build_providers(settings, clients)\n"
         f"doc = parse_text({GOOD!r})\n"
-        "create_strategy(doc.spec.targets[0], None, strategy_context(settings))\n"
+        "create_strategy(doc.spec.targets[0], None, clients)\n"
         "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
     )
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+GATED = GOOD + (
+    "  analysis:\n"
+    "    gates:\n"
+    "      - {name: errors, provider: cloudwatch, preset: lambda-error-rate, max: 0.01}\n"
+    "      - {name: latency, provider: prometheus, query: p95, max: 0.5}\n"
+)
+
+
+@pytest.mark.parametrize("prometheus", ["unreachable", "unset"])
+def test_validate_preflight_names_a_provider_that_cannot_answer(
+    prometheus: str, moto: Moto, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto.function()
+    monkeypatch.setenv("CANARY_AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("CANARY_AWS_REGION", REGION)
+    monkeypatch.delenv("CANARY_PROMETHEUS_URL", raising=False)
+    port = free_port()
+    if prometheus == "unreachable":
+        monkeypatch.setenv("CANARY_PROMETHEUS_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("CANARY_PROMETHEUS_TIMEOUT", "2")
+    path = os.path.join(str(tmp_path), "rollout.yaml")
+    with open(path, "w") as f:
+        f.write(GATED)
+    run = CliRunner().invoke(cli, ["validate", "-f", path, "--preflight"])
+    assert run.exit_code == 1, run.output
+    expected = {
+        "unreachable": "preflight: spec.analysis: the prometheus provider of gate(s) 'latency' "
+        f"is unreachable: cannot connect to http://127.0.0.1:{port}",
+        "unset": "preflight: spec.analysis: the prometheus provider of gate(s) 'latency' is not "
+        "configured in this daemon: set CANARY_PROMETHEUS_URL",
+    }[prometheus]
+    assert expected in run.output
+    assert "cloudwatch" not in run.output, "CloudWatch (moto) answered its health check"

@@ -27,9 +27,9 @@ from canary.store.memory import MemoryStore
 from config.errors import SpecError
 from config.spec import RolloutDocument
 from config.targets import Target
-from strategies.aws import AwsClients
+from strategies.aws import AwsClients, from_settings
 from strategies.base import PermanentError, Strategy, TemporaryError, TrafficSplit
-from strategies.registry import StrategyContext, create_strategy, factory
+from strategies.registry import Clients, create_strategy, factory
 
 ALIAS_PATH = r"/functions/checkout/aliases/live"
 GATES = {
@@ -53,7 +53,9 @@ def spec(
 
 def alias_strategy(aws: AwsClients, stable: str | None = "1", **target: Any) -> Strategy:
     """The lambda-alias strategy for checkout:live, canary 2, as the engine builds it."""
-    return create_strategy(spec(**target).spec.targets[0], stable, StrategyContext(aws=aws))
+    return create_strategy(
+        spec(**target).spec.targets[0], stable, Clients(None, {from_settings: aws})
+    )
 
 
 def healthy(q: MetricQuery) -> Measurement:
@@ -112,7 +114,7 @@ class Rig:
         self.clock = VirtualClock()
         self.store = MemoryStore()
         self.seen: Seen = []
-        build = factory(StrategyContext(aws=aws))
+        build = factory(Clients(None, {from_settings: aws}))
 
         def watched(target: Target, stable: str | None) -> Strategy:
             return Watched(build(target, stable), moto, self.seen, before_shift)
@@ -345,6 +347,12 @@ REFUSALS: dict[str, tuple[dict[str, Any], Callable[[Moto], None] | None, str]] =
         "version 1 is already the version alias live serves (the stable version)",
     ),
     "alias on $LATEST": ({}, _latest, "alias live points at $LATEST"),
+    "another account than its ARN": (
+        {"function": "arn:aws:lambda:us-east-1:999999999999:function:checkout"},
+        None,
+        "function checkout in us-east-1 is in account 123456789012, not 999999999999 as its "
+        "ARN says",
+    ),
     "a third version": ({}, _third, "already routes 10% to version 3, a third version"),
     "another role": (
         {"version": "4"},

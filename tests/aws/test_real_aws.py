@@ -23,10 +23,10 @@ import os
 
 import pytest
 
-from config.targets import LambdaAliasTarget
-from strategies.aws import AwsClients
+from strategies.aws import AwsClients, from_settings
 from strategies.base import ConflictError
-from strategies.registry import StrategyContext, create_strategy
+from strategies.lambda_alias import LambdaAliasTarget
+from strategies.registry import Clients, create_strategy
 
 FUNCTION = os.environ.get("REAL_AWS_TEST_FUNCTION")
 ALIAS = os.environ.get("REAL_AWS_TEST_ALIAS", "canary-test")
@@ -52,13 +52,13 @@ async def test_a_real_alias_is_weighted_refuses_a_stale_revision_and_rolls_back(
     target = LambdaAliasTarget(kind="lambda-alias", function=FUNCTION, alias=ALIAS, version=VERSION)
     aws = AwsClients(region=REGION)
     try:
-        ours = create_strategy(target, None, StrategyContext(aws=aws))
+        ours = create_strategy(target, None, Clients(None, {from_settings: aws}))
         await ours.validate()
         start = await ours.observe()
         assert start.matches(0), (
             f"the test alias must serve one version only, not {start.describe()}"
         )
-        theirs = create_strategy(target, start.stable, StrategyContext(aws=aws))
+        theirs = create_strategy(target, start.stable, Clients(None, {from_settings: aws}))
         await theirs.observe()  # reads the current RevisionId
         try:
             assert (await ours.shift(10)).matches(10)
