@@ -12,15 +12,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_rig import token_specs
 from helpers import T0, document
 
-from analysis.base import Measurement, MetricQuery
+from analysis.base import Measurement, MetricQuery, ProviderError
 from analysis.health import ProviderHealth, ProviderState
 from analysis.scripted import ScriptedProvider
 from canary.api.app import build_app
 from canary.clock import VirtualClock
 from canary.daemon import rollout_preflight
 from canary.engine import Engine
+from canary.events import EventKind
 from canary.metrics import Metrics
-from canary.model import Phase
+from canary.model import Event, Phase
 from canary.simulate import drive
 from canary.store import MemoryStore
 from config.settings import Settings
@@ -133,37 +134,80 @@ async def test_preflight_names_the_provider_of_each_gate_that_cannot_answer() ->
 # ---------------------------------------------------------------- the start of a rollout
 
 
-async def run(prometheus: ScriptedProvider) -> Any:
+class Flapping(ScriptedProvider):
+    """Down for its first ``down_for`` health checks, up after."""
+
+    def __init__(self, down_for: int) -> None:
+        super().__init__(healthy)
+        self.down_for = down_for
+        self.checks = 0
+
+    async def health(self) -> None:
+        self.checks += 1
+        if self.checks <= self.down_for:
+            raise ProviderError("cannot connect to http://prometheus:9090: Connection refused")
+
+
+async def run(prometheus: ScriptedProvider | None) -> tuple[Any, Any, list[Event]]:
+    """One rollout whose prometheus gate is served by ``prometheus`` (None: not configured):
+    the stored rollout, its target's backend and its events."""
     clock = VirtualClock(T0)
     store = MemoryStore()
     fleet = MemoryFleet(stable="1")
-    providers = {"cloudwatch": ScriptedProvider(healthy), "prometheus": prometheus}
+    providers = {"cloudwatch": ScriptedProvider(healthy)}
+    unset = {"prometheus": "set CANARY_PROMETHEUS_URL"}
+    if prometheus is not None:
+        providers["prometheus"] = prometheus
+        unset = {}
     engine = Engine(
         store,
         clock,
         fleet.factory,
         providers,
-        preflight=rollout_preflight(ProviderHealth(providers)),
+        preflight=rollout_preflight(ProviderHealth(providers, unset, ttl=0)),
     )
     await engine.start()
     doc = document(analysis=GATES, steps=[{"weight": 50, "bake": "1m"}, {"weight": 100}])
     submitted = await engine.submit(doc, actor="ci")
     await drive(engine, clock)
     await engine.stop()
-    return await store.get(submitted.id), fleet.backend(doc.spec.targets[0].key())
+    events = list(await store.events(submitted.id))
+    return await store.get(submitted.id), fleet.backend(doc.spec.targets[0].key()), events
+
+
+def retries(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.kind == EventKind.PREFLIGHT_FAILED]
+
+
+async def test_a_provider_that_is_not_configured_fails_the_start_at_once() -> None:
+    rollout, backend, events = await run(None)
+    assert rollout.phase is Phase.FAILED
+    assert "not configured in this daemon: set CANARY_PROMETHEUS_URL" in (rollout.reason or "")
+    assert retries(events) == [], "nothing a retry could fix"
+    assert backend.calls == []
+
+
+async def test_a_provider_that_comes_back_within_the_budget_lets_the_rollout_go_on() -> None:
+    rollout, _, events = await run(Flapping(down_for=2))
+    assert rollout.phase is Phase.SUCCEEDED
+    attempts = retries(events)
+    assert len(attempts) == 2
+    assert attempts[0].data["error"]["kind"] == "temporary"
+    assert "prometheus provider" in attempts[0].data["error"]["message"]
 
 
 async def test_a_rollout_whose_provider_is_down_fails_preflight_naming_it() -> None:
     down = ScriptedProvider(healthy)
     down.down = "cannot connect to http://prometheus:9090: Connection refused"
-    rollout, backend = await run(down)
+    rollout, backend, events = await run(down)
     assert rollout.phase is Phase.FAILED
     assert "the prometheus provider of gate(s) 'latency' is unreachable" in (rollout.reason or "")
+    assert retries(events), "a provider that is down may come back: the start is retried first"
     assert backend.calls == [], "no target was touched"
 
 
 async def test_a_rollout_whose_providers_answer_goes_on() -> None:
-    rollout, _ = await run(ScriptedProvider(healthy))
+    rollout, _, _ = await run(ScriptedProvider(healthy))
     assert rollout.phase is Phase.SUCCEEDED
 
 
