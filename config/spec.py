@@ -16,12 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from config import metricmath
-from config.durations import Duration, format_duration
-from config.errors import Problem, SpecError, problems_from_validation
+from config import metricmath, shape
+from config.durations import Bake, Interval, StatisticalStep, Window, format_duration
+from config.errors import Problem, SpecError, problems_from_validation, shown
 from config.targets import StrictModel, Target
 from config.templates import ALWAYS, TemplateError, names_in, target_variables
 
@@ -49,7 +56,11 @@ def _name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
+Name = Annotated[
+    str,
+    AfterValidator(_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 63, "pattern": _NAME.pattern}),
+]
 
 
 def problems(*items: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
@@ -62,7 +73,7 @@ def problems(*items: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
 
 
 def _weight(value: float) -> float:
-    if not 0 < value <= 100:
+    if not 0 < value <= 100:  # NaN is out of range too
         raise PydanticCustomError(
             "weight_range",
             "{value} is out of range; a weight is the canary's share of traffic in percent, "
@@ -72,13 +83,32 @@ def _weight(value: float) -> float:
     return value
 
 
-Weight = Annotated[float, AfterValidator(_weight)]
+# A real number: strict, so `weight: true` or `weight: "10"` is an error, not 1% or 10%.
+Weight = Annotated[
+    float,
+    Field(strict=True),
+    AfterValidator(_weight),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 100,
+            "description": "the canary's share of traffic, in percent",
+        }
+    ),
+]
+# Counts of evaluations tolerated: whole numbers (never true/false), bounded.
+Limit = Annotated[int, Field(strict=True, ge=0, le=1000)]
+# A real number a gate compares with: finite, never a boolean.
+Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Percent = Annotated[float, Field(strict=True, ge=0, le=1_000_000, allow_inf_nan=False)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class Step(StrictModel):
     weight: Weight
-    bake: Duration = 0.0
-    approval: bool = Field(default=False, description="wait for a promote after the bake")
+    bake: Bake = Field(default=0.0, description="how long to hold the weight; 0s to 7 days")
+    approval: Flag = Field(default=False, description="wait for a promote after the bake")
 
 
 def default_steps() -> list[Step]:
@@ -143,11 +173,11 @@ class PresetOptions(StrictModel):
 class Relative(StrictModel):
     """Canary against stable: fail when the canary is higher by more than allowed."""
 
-    max_increase_percent: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="allowed increase over stable, in %"
+    max_increase_percent: Percent | None = Field(
+        default=None, description="allowed increase over stable, in %"
     )
-    max_increase: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="allowed increase, in the unit"
+    max_increase: Annotated[Threshold, Field(ge=0)] | None = Field(
+        default=None, description="allowed increase, in the unit"
     )
 
 
@@ -155,16 +185,18 @@ class Statistical(StrictModel):
     """Mann-Whitney U: are the canary's values higher than the stable's, beyond chance?"""
 
     confidence: float = Field(
-        default=0.99, gt=0.5, lt=1, description="fail only when this sure the canary is higher"
+        default=0.99,
+        strict=True,
+        gt=0.5,
+        le=0.9999,
+        description="fail only when this sure the canary is higher",
     )
-    min_increase_percent: float = Field(
+    min_increase_percent: Percent = Field(
         default=10.0,
-        ge=0,
-        allow_inf_nan=False,
         description="effect-size floor: the canary's median must also be this much higher",
     )
-    step: Duration = Field(
-        default=60.0, description="one value per step of the window, for each version"
+    step: StatisticalStep = Field(
+        default=60.0, description="one value per step of the window, for each version; 1s to 1h"
     )
 
 
@@ -194,10 +226,12 @@ class Gate(StrictModel):
         default=None, min_length=1, description="the same metric for the stable version"
     )
     preset: str | None = None
-    max: float | None = Field(default=None, allow_inf_nan=False)
-    min: float | None = Field(default=None, allow_inf_nan=False)
-    min_samples: int = Field(default=0, ge=0, description="fewer samples: INCONCLUSIVE")
-    window: Duration = Field(default=300.0, description="how far back each query looks")
+    max: Threshold | None = None
+    min: Threshold | None = None
+    min_samples: int = Field(
+        default=0, strict=True, ge=0, le=10**12, description="fewer samples: INCONCLUSIVE"
+    )
+    window: Window = Field(default=300.0, description="how far back each query looks; 1s to 1d")
     metrics: dict[str, CloudWatchMetric] | None = Field(
         default=None,
         description="cloudwatch: metric stats, by id, that query, stable_query and "
@@ -269,8 +303,6 @@ class Gate(StrictModel):
             found.append(
                 (("min",), f"min {self.min:g} is above max {self.max:g}; no value could pass")
             )
-        if self.window <= 0:
-            found.append((("window",), "must be longer than 0s"))
         if found:
             raise problems(*found)
         return self
@@ -361,23 +393,16 @@ class Gate(StrictModel):
 
 
 class Analysis(StrictModel):
-    interval: Duration = Field(default=30.0, description="how often gates run during a bake")
-    gates: list[Gate] = Field(default_factory=list)
-    failure_limit: int = Field(default=1, ge=0, description="failed evaluations tolerated")
-    inconclusive_limit: int = Field(default=3, ge=0, description="inconclusive ones tolerated")
-    consecutive_error_limit: int = Field(
-        default=10, ge=0, description="provider errors in a row tolerated; then rollback"
+    interval: Interval = Field(
+        default=30.0, description="how often gates run during a bake; 1s to 1h"
+    )
+    gates: list[Gate] = Field(default_factory=list, max_length=50)
+    failure_limit: Limit = Field(default=1, description="failed evaluations tolerated")
+    inconclusive_limit: Limit = Field(default=3, description="inconclusive ones tolerated")
+    consecutive_error_limit: Limit = Field(
+        default=10, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
-
-    @field_validator("interval")
-    @classmethod
-    def _positive_interval(cls, value: float) -> float:
-        if value <= 0:
-            raise PydanticCustomError(
-                "interval", "must be longer than 0s; gates are evaluated this often"
-            )
-        return value
 
     @field_validator("gates")
     @classmethod
@@ -408,8 +433,8 @@ class Notify(StrictModel):
 
 
 class RolloutSpec(StrictModel):
-    targets: list[Target] = Field(min_length=1)
-    steps: list[Step] = Field(default_factory=default_steps, min_length=1)
+    targets: list[Target] = Field(min_length=1, max_length=50)
+    steps: list[Step] = Field(default_factory=default_steps, min_length=1, max_length=100)
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
 
@@ -488,12 +513,21 @@ class RolloutSpec(StrictModel):
         return self
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=63)]
+LabelValue = Annotated[str, Field(max_length=253)]
+
+
 class Metadata(StrictModel):
     name: Name
     build: str | None = Field(
-        default=None, max_length=200, description="CI build id; doubles as idempotency key"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="CI build id; doubles as idempotency key",
     )
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="free-form; at most 64"
+    )
 
 
 class RolloutDocument(StrictModel):
@@ -541,7 +575,25 @@ def parse_text(text: str, source: str = "<spec>") -> RolloutDocument:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice: the second would silently win."""
+    """A YAML loader that refuses a key given twice (the second would silently win), and
+    nodes nested deeper than ``shape.MAX_DEPTH`` (composing them recurses)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self._depth >= shape.MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {shape.MAX_DEPTH} levels (the limit); a rollout document "
+                "needs about 8",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -551,7 +603,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"{key!r} is given twice in the same mapping; keep one",
+                    f"{shown(key)} is given twice in the same mapping; keep one",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -573,15 +625,33 @@ def _json_problem(exc: json.JSONDecodeError, source: str) -> Problem:
     )
 
 
+_NUMBER_TOO_LONG = "a number has more than 4300 digits; no field takes one that long"
+
+
+def load_json(text: str, source: str) -> Any:
+    """The JSON value in ``text``, its shape checked (``config.shape``)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise shape.too_deep(source) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer of more than 4300 digits
+        raise SpecError([Problem("", f"{source}: {_NUMBER_TOO_LONG}")]) from None
+    shape.check_shape(data, source)
+    return data
+
+
 def load_data(text: str, source: str) -> Any:
-    """The one document in ``text``, YAML or JSON (JSON first when it looks like JSON)."""
+    """The one document in ``text``, YAML or JSON (JSON first when it looks like JSON),
+    its shape checked (``config.shape``): too deep, too big or not Unicode is a SpecError."""
     stripped = text.lstrip()
     if not stripped:
         raise SpecError([Problem("", f"{source} is empty; expected a rollout document")])
     json_error: json.JSONDecodeError | None = None
     if source.endswith(".json") or stripped.startswith("{"):
         try:
-            return json.loads(text)
+            return load_json(text, source)
         except json.JSONDecodeError as exc:
             json_error = exc  # it may still be flow-style YAML: {apiVersion: canary/v1, ...}
     if json_error is not None and source.endswith(".json"):
@@ -591,11 +661,16 @@ def load_data(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         problem = _json_problem(json_error, source) if json_error else _yaml_problem(exc, source)
         raise SpecError([problem]) from None
+    except RecursionError:  # pragma: no cover - the loader stops at MAX_DEPTH first
+        raise shape.too_deep(source) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise SpecError([Problem("", f"{source}: {_NUMBER_TOO_LONG}")]) from None
     documents = [d for d in documents if d is not None]
     if len(documents) != 1:
         raise SpecError(
             [Problem("", f"{source} holds {len(documents)} documents; give exactly one rollout")]
         )
+    shape.check_shape(documents[0], source)
     return documents[0]
 
 
