@@ -21,7 +21,7 @@ from analysis.base import MetricProvider
 from analysis.cloudwatch import CloudWatchProvider
 from analysis.prometheus import PrometheusOptions, PrometheusProvider
 from canary import __version__, logs
-from canary.api.app import build_app
+from canary.api.app import ApiRunner, build_app
 from canary.clock import RealClock
 from canary.engine import Engine
 from canary.metrics import Metrics
@@ -171,7 +171,7 @@ async def run_daemon(settings: Settings) -> int:
     await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
     metrics = Metrics(process=True)
     engine = Engine(store, RealClock(), strategies, providers, observer=metrics)
-    runner = web.AppRunner(
+    runner = ApiRunner(
         build_app(engine, settings, metrics_registry=metrics), access_log=None, handle_signals=False
     )
     await runner.setup()

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from canary.api import openapi
-from canary.api.app import build_app
+from canary.api.app import ApiRunner, build_app
 from canary.api.context import REQUIRED_ROLE
 from canary.clock import RealClock
 from canary.engine import Engine
@@ -53,7 +53,7 @@ class LiveApi:
     async def _start(self) -> str:
         self.engine = Engine(MemoryStore(), RealClock(), MemoryFleet(stable="1").factory, {})
         settings = Settings(tokens=token_specs(), allow_anonymous=False)
-        self.runner = web.AppRunner(build_app(self.engine, settings), shutdown_timeout=5)
+        self.runner = ApiRunner(build_app(self.engine, settings), shutdown_timeout=5)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()
         await self.engine.start()
