@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationError,
     WithJsonSchema,
@@ -97,8 +98,18 @@ Weight = Annotated[
         }
     ),
 ]
+
+
 # Counts of evaluations tolerated: whole numbers (never true/false), bounded.
-Limit = Annotated[int, Field(strict=True, ge=0, le=1000)]
+def _whole(value: Any) -> Any:
+    # JSON Schema's integer includes 3.0: the same whole number. Text and booleans stay
+    # refused (the field is strict).
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+Limit = Annotated[int, Field(strict=True, ge=0, le=1000), BeforeValidator(_whole)]
 # A real number a gate compares with: finite, never a boolean.
 Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Percent = Annotated[float, Field(strict=True, ge=0, le=1_000_000, allow_inf_nan=False)]
@@ -228,7 +239,7 @@ class Gate(StrictModel):
     preset: str | None = None
     max: Threshold | None = None
     min: Threshold | None = None
-    min_samples: int = Field(
+    min_samples: Annotated[int, BeforeValidator(_whole)] = Field(
         default=0, strict=True, ge=0, le=10**12, description="fewer samples: INCONCLUSIVE"
     )
     window: Window = Field(default=300.0, description="how far back each query looks; 1s to 1d")

@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_VERSION = re.compile(r"^[0-9]{1,20}$")
 
 
 class StrictModel(BaseModel):
@@ -47,6 +55,9 @@ def _k8s_namespace(value: str) -> str:
 
 def _number_to_text(value: object) -> object:
     # `version: 42` in YAML is a number; a Lambda version number is meant, so take it.
+    # JSON Schema's integer includes 42.0, so a whole float is the same number.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -57,7 +68,7 @@ def _lambda_version(value: str) -> str:
             "$LATEST cannot take weighted traffic; publish a version "
             "(aws lambda publish-version) and give its number",
         )
-    if not value.isdigit():
+    if not _VERSION.match(value):  # ASCII digits: "４２".isdigit() is true
         raise PydanticCustomError(
             "lambda_version",
             "{value} is not a published version number; give the number that "
@@ -87,11 +98,17 @@ def _region(value: str) -> str:
     return value
 
 
-K8sName = Annotated[str, AfterValidator(_k8s_name)]
-Namespace = Annotated[str, AfterValidator(_k8s_namespace)]
+def _schema(pattern: re.Pattern[str], max_length: int | None = None) -> WithJsonSchema:
+    """The JSON Schema of a checked string: the validator's own pattern (and length)."""
+    found: dict[str, object] = {"type": "string", "pattern": pattern.pattern}
+    return WithJsonSchema(found | ({"maxLength": max_length} if max_length else {}))
+
+
+K8sName = Annotated[str, AfterValidator(_k8s_name), _schema(_DNS_SUBDOMAIN, 253)]
+Namespace = Annotated[str, AfterValidator(_k8s_namespace), _schema(_DNS_LABEL, 63)]
 NonEmpty = Annotated[str, Field(min_length=1)]
-RoleArn = Annotated[str, AfterValidator(_role_arn)]
-Region = Annotated[str, AfterValidator(_region)]
+RoleArn = Annotated[str, AfterValidator(_role_arn), _schema(_ROLE_ARN)]
+Region = Annotated[str, AfterValidator(_region), _schema(_REGION)]
 
 
 class AwsTarget(StrictModel):
@@ -106,7 +123,20 @@ class LambdaAliasTarget(AwsTarget):
     kind: Literal["lambda-alias"]
     function: NonEmpty
     alias: NonEmpty
-    version: Annotated[str, BeforeValidator(_number_to_text), AfterValidator(_lambda_version)]
+    version: Annotated[
+        str,
+        BeforeValidator(_number_to_text),
+        AfterValidator(_lambda_version),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "pattern": _VERSION.pattern},
+                    {"type": "integer", "minimum": 0, "maximum": 10**20 - 1},
+                ],
+                "description": 'a published version number, e.g. "42" ($LATEST cannot be one)',
+            }
+        ),
+    ]
 
     def key(self) -> str:
         return f"lambda-alias/{self._region_key()}/{self.function}/{self.alias}"
