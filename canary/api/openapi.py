@@ -253,9 +253,7 @@ def _command(name: str, summary: str, body: str, required: bool) -> dict[str, An
 
 def _probe(op_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     """A health route: GET, and HEAD for probes that only look at the status."""
-    head = {
-        code: {"description": answer["description"]} for code, answer in responses.items()
-    }
+    head = {code: {"description": answer["description"]} for code, answer in responses.items()}
     return {
         "get": _operation(op_id, summary, None, responses),
         "head": _operation(f"{op_id}Head", f"{summary} (status only)", None, head),
