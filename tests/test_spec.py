@@ -858,3 +858,135 @@ def test_a_bad_key_in_the_config_file_is_named_as_written(
 )
 def test_messages_show_durations_rounded_for_people(seconds: float, shown: str) -> None:
     assert display_duration(seconds) == shown
+
+
+# ---------------------------------------------------------------- bounds (issue 8)
+
+# field path in the document -> its range name in config.durations.RANGES
+DURATION_FIELDS = {
+    "spec.steps.0.bake": "bake",
+    "spec.analysis.interval": "interval",
+    "spec.analysis.gates.0.window": "window",
+    "spec.analysis.gates.0.statistical.step": "statistical-step",
+}
+
+
+def with_field(path: str, value: Any) -> dict[str, Any]:
+    data = minimal()
+    data["spec"]["steps"] = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    checked = gate(window="5m")
+    if "statistical" in path:  # a statistical gate, its window long enough for 1h steps
+        checked = gate(preset="lambda-p95-duration", window="24h", statistical={"confidence": 0.95})
+        del checked["max"]
+    data["spec"]["analysis"] = {"gates": [checked]}
+    node: Any = data
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = value
+    return data
+
+
+def rendered(path: str) -> str:
+    from config.errors import render_path
+
+    return render_path([int(p) if p.isdigit() else p for p in path.split(".")])
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS)
+def test_each_duration_takes_its_whole_range_and_nothing_beyond(path: str) -> None:
+    from config.durations import RANGES
+
+    limits = RANGES[DURATION_FIELDS[path]]
+    for inside in (limits.low, limits.high, format_duration(limits.high)):
+        parse_document(with_field(path, inside))
+    below = limits.low - 0.001 if limits.low > 0 else -1
+    for outside in (below, limits.high + 1, format_duration(limits.high + 1)):
+        found = problems(with_field(path, outside))
+        assert rendered(path) in found, (outside, found)
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e300, True])
+def test_no_duration_is_infinite_nan_huge_or_boolean(path: str, value: Any) -> None:
+    found = problems(with_field(path, value))
+    assert rendered(path) in found
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("steps: [{weight: 10, bake: .inf}, {weight: 100}]", "spec.steps[0].bake"),
+        ("steps: [{weight: 10, bake: .nan}, {weight: 100}]", "spec.steps[0].bake"),
+        ("steps: [{weight: 10, bake: 1e999}, {weight: 100}]", "spec.steps[0].bake"),
+        ("analysis: {interval: 1ms}", "spec.analysis.interval"),
+        ("steps: [{weight: true}, {weight: 100}]", "spec.steps[0].weight"),
+        ("steps: [{weight: .nan}, {weight: 100}]", "spec.steps[0].weight"),
+        ("steps: [{weight: 10, approval: yes}, {weight: 100}]", None),
+        ("steps: [{weight: 10, approval: 'yes'}, {weight: 100}]", "spec.steps[0].approval"),
+        ("analysis: {failure_limit: true}", "spec.analysis.failure_limit"),
+        ("analysis: {failure_limit: '3'}", "spec.analysis.failure_limit"),
+        ("analysis: {failure_limit: 1001}", "spec.analysis.failure_limit"),
+    ],
+)
+def test_yaml_numbers_and_booleans_are_what_they_say(text: str, path: str | None) -> None:
+    base = (
+        "apiVersion: canary/v1\nkind: Rollout\nmetadata: {name: a}\nspec:\n"
+        "  targets: [{kind: lambda-alias, function: f, alias: live, version: '2'}]\n"
+    )
+    document = base + "  " + text + "\n"
+    if path is None:  # YAML's own boolean: yes is true
+        parse_text(document)
+        return
+    with pytest.raises(SpecError) as caught:
+        parse_text(document)
+    assert path in [p.path for p in caught.value.problems]
+
+
+def test_a_whole_float_is_a_whole_number_but_a_fraction_is_not() -> None:
+    data = with_field("spec.analysis.failure_limit", 3.0)
+    assert parse_document(data).spec.analysis.failure_limit == 3
+    assert "spec.analysis.failure_limit" in problems(with_field("spec.analysis.failure_limit", 3.5))
+
+
+def test_a_confidence_too_close_to_1_is_refused_not_computed_forever() -> None:
+    path = "spec.analysis.gates.0.statistical.confidence"
+    assert rendered(path) in problems(with_field(path, 0.99999999999))
+
+
+def test_the_json_schema_carries_each_duration_range() -> None:
+    from config.durations import RANGES
+
+    defs = config.schema.schema()["$defs"]
+    fields = {
+        "bake": defs["Step"]["properties"]["bake"],
+        "interval": defs["Analysis"]["properties"]["interval"],
+        "window": defs["Gate"]["properties"]["window"],
+        "statistical-step": defs["Statistical"]["properties"]["step"],
+    }
+    for name, field in fields.items():
+        text, number = field["anyOf"]
+        assert text["format"] == RANGES[name].format
+        assert (number["minimum"], number["maximum"]) == (RANGES[name].low, RANGES[name].high)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n" + "  " * 0 + "- " * 40 + "x\n",
+        "a: " + "[" * 40 + "]" * 40 + "\n",
+    ],
+    ids=["block", "flow"],
+)
+def test_yaml_deeper_than_the_limit_is_a_syntax_problem(text: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_text(text, "deep.yaml")
+    assert "32 levels" in str(caught.value)
+
+
+def test_a_long_value_is_echoed_short() -> None:
+    data = minimal()
+    data["metadata"]["name"] = "X" * 100_000
+    message = problems(data)["metadata.name"]
+    assert len(message) < 300
+    assert "100002 characters" in message
