@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-_TOKEN = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_TOKEN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")  # ASCII digits only
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-PATTERN = r"^(\d+(\.\d+)?(ms|h|m|s))+$"
+PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|h|m|s))+$"
 
 
 def parse_duration(value: Any) -> float:

@@ -230,6 +230,13 @@ START_CASES: list[tuple[str, bytes, str, int, str]] = [
     ),
     ("bake 8 days", as_json(with_("spec.steps.0.bake", "192h")), JSON, 422, "spec.steps[0].bake"),
     (
+        "bake in full-width digits",
+        as_json(with_("spec.steps.0.bake", "５m")),
+        JSON,
+        422,
+        "spec.steps[0].bake",
+    ),
+    (
         "bake 8 days in seconds",
         as_json(with_("spec.steps.0.bake", 8 * 86400)),
         JSON,
@@ -266,6 +273,13 @@ START_CASES: list[tuple[str, bytes, str, int, str]] = [
         JSON,
         422,
         "spec.analysis.gates[0].statistical.confidence",
+    ),
+    (
+        "lambda version in full-width digits",
+        as_json(with_("spec.targets.0.version", "４２")),
+        JSON,
+        422,
+        "spec.targets[0].version",
     ),
     ("weight true", as_json(with_("spec.steps.0.weight", True)), JSON, 422, "spec.steps[0].weight"),
     (

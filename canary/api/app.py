@@ -187,7 +187,7 @@ class _ProblemConnection(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        plain = super().handle_error(request, status, exc, message)  # logs; may raise
+        super().handle_error(request, status, exc, message)  # logs it; raises if sent already
         request_id = secrets.token_hex(8)
         if status >= 500:
             detail = f"an unexpected error occurred; it was logged with request id {request_id}"
@@ -200,8 +200,7 @@ class _ProblemConnection(RequestHandler):
             )
         response = ProblemError(status, detail, extra={"request_id": request_id}).response()
         response.headers["X-Request-Id"] = request_id
-        if plain.keep_alive is False:
-            response.force_close()
+        response.force_close()  # as aiohttp does: the connection's framing is not to be trusted
         return response
 
 
