@@ -64,6 +64,15 @@ Name = Annotated[
 ]
 
 
+def _has(field: str) -> dict[str, Any]:
+    """JSON Schema: ``field`` is given and not null (null means absent to canary)."""
+    return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+
+
+def _provider_is(provider: str) -> dict[str, Any]:
+    return {"required": ["provider"], "properties": {"provider": {"const": provider}}}
+
+
 def problems(*items: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
     """One error that carries several located problems (see ``config.errors``)."""
     return PydanticCustomError(
@@ -158,8 +167,16 @@ def _prometheus_name(pattern: re.Pattern[str], what: str) -> Any:
     return AfterValidator(check)
 
 
-MetricName = Annotated[str, _prometheus_name(_METRIC_NAME, "metric name")]
-LabelName = Annotated[str, _prometheus_name(_LABEL_NAME, "label name")]
+MetricName = Annotated[
+    str,
+    _prometheus_name(_METRIC_NAME, "metric name"),
+    WithJsonSchema({"type": "string", "pattern": _METRIC_NAME.pattern}),
+]
+LabelName = Annotated[
+    str,
+    _prometheus_name(_LABEL_NAME, "label name"),
+    WithJsonSchema({"type": "string", "pattern": _LABEL_NAME.pattern}),
+]
 
 
 class PresetOptions(StrictModel):
@@ -183,6 +200,11 @@ class PresetOptions(StrictModel):
 
 class Relative(StrictModel):
     """Canary against stable: fail when the canary is higher by more than allowed."""
+
+    # Give one or both (as Gate._comparison_problems says).
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {"anyOf": [_has("max_increase_percent"), _has("max_increase")]}
+    }
 
     max_increase_percent: Percent | None = Field(
         default=None, description="allowed increase over stable, in %"
@@ -227,8 +249,62 @@ def values_needed(confidence: float) -> int:
     return n
 
 
+def _gate_rules(schema: dict[str, Any]) -> None:
+    """The rules across a gate's fields that JSON Schema can state, as ``Gate._check`` and
+    ``_metric_problems`` enforce them; min <= max, enough statistical steps in the window,
+    the metric ids a query uses and template variables are canary's alone."""
+    rules: list[dict[str, Any]] = [
+        {"oneOf": [_has("query"), _has("preset")]},
+        {"anyOf": [_has("max"), _has("min"), _has("relative"), _has("statistical")]},
+        {
+            "if": {"allOf": [_has("query"), {"anyOf": [_has("relative"), _has("statistical")]}]},
+            "then": _has("stable_query"),
+        },
+        {
+            "if": _has("preset_options"),
+            "then": {"allOf": [_provider_is("prometheus"), _has("preset")]},
+        },
+        {
+            "if": _has("metrics"),
+            "then": {"allOf": [_provider_is("cloudwatch"), {"not": _has("preset")}]},
+        },
+        {"if": _has("preset"), "then": {"not": _has("samples_query")}},
+        {
+            "if": {
+                "allOf": [
+                    _provider_is("prometheus"),
+                    _has("query"),
+                    {
+                        "required": ["min_samples"],
+                        "properties": {"min_samples": {"exclusiveMinimum": 0}},
+                    },
+                ]
+            },
+            "then": _has("samples_query"),
+        },
+    ]
+    for provider, presets in PRESETS.items():
+        rules.append(
+            {
+                "if": _provider_is(provider),
+                "then": {"properties": {"preset": {"enum": [*presets, None]}}},
+            }
+        )
+    schema["allOf"] = rules
+    for option in schema["properties"]["metrics"]["anyOf"]:
+        if option.get("type") == "object":  # ids canary refuses are not allowed either
+            option["additionalProperties"] = False
+
+
+MetricId = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": f"^{metricmath.ID_PATTERN}$"})
+]
+
+
 class Gate(StrictModel):
     """One metric check, judged at every analysis interval during a bake."""
+
+    model_config = StrictModel.model_config | {"json_schema_extra": _gate_rules}
 
     name: Name
     provider: Literal["cloudwatch", "prometheus"]
@@ -243,7 +319,7 @@ class Gate(StrictModel):
         default=0, strict=True, ge=0, le=10**12, description="fewer samples: INCONCLUSIVE"
     )
     window: Window = Field(default=300.0, description="how far back each query looks; 1s to 1d")
-    metrics: dict[str, CloudWatchMetric] | None = Field(
+    metrics: dict[MetricId, CloudWatchMetric] | None = Field(
         default=None,
         description="cloudwatch: metric stats, by id, that query, stable_query and "
         "samples_query use as metric math",
