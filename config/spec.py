@@ -686,6 +686,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # `? [a, b]`: a list or a mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a mapping key must be text, not a {type(key).__name__}",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -715,14 +724,33 @@ def _json_problem(exc: json.JSONDecodeError, source: str) -> Problem:
 _NUMBER_TOO_LONG = "a number has more than 4300 digits; no field takes one that long"
 
 
+class _KeyGivenTwice(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (the second would silently win)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyGivenTwice(key)
+        found[key] = value
+    return found
+
+
 def load_json(text: str, source: str) -> Any:
     """The JSON value in ``text``, its shape checked (``config.shape``)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise shape.too_deep(source) from None
     except json.JSONDecodeError:
         raise
+    except _KeyGivenTwice as exc:
+        raise SpecError(
+            [Problem("", f"{source}: {shown(exc.key)} is given twice in the same object; keep one")]
+        ) from None
     except ValueError:  # an integer of more than 4300 digits
         raise SpecError([Problem("", f"{source}: {_NUMBER_TOO_LONG}")]) from None
     shape.check_shape(data, source)

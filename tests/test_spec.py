@@ -990,3 +990,8 @@ def test_a_long_value_is_echoed_short() -> None:
     message = problems(data)["metadata.name"]
     assert len(message) < 300
     assert "100002 characters" in message
+
+
+def test_a_json_key_given_twice_is_an_error_too() -> None:
+    with pytest.raises(SpecError, match="'kind' is given twice in the same object"):
+        parse_text('{"apiVersion": "canary/v1", "kind": "Rollout", "kind": "Rollout"}', "r.json")
