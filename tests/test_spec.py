@@ -995,3 +995,60 @@ def test_a_long_value_is_echoed_short() -> None:
 def test_a_json_key_given_twice_is_an_error_too() -> None:
     with pytest.raises(SpecError, match="'kind' is given twice in the same object"):
         parse_text('{"apiVersion": "canary/v1", "kind": "Rollout", "kind": "Rollout"}', "r.json")
+
+
+# (path, value): refused by canary, and so by the JSON Schema (the OpenAPI start body)
+REFUSED_BY_BOTH = [
+    ("metadata.name", ""),
+    ("metadata.name", "Checkout"),
+    ("metadata.build", ""),
+    ("spec.targets.0.version", ""),
+    ("spec.targets.0.version", "$LATEST"),
+    ("spec.targets.0.version", "４２"),
+    ("spec.targets.0.region", "Europe"),
+    ("spec.steps.0.weight", 0),
+    ("spec.steps.0.weight", 100.5),
+    ("spec.steps.0.weight", True),
+    ("spec.steps.0.weight", "10"),
+    ("spec.steps.0.approval", "yes"),
+    ("spec.steps.0.bake", 8 * 86400),
+    ("spec.steps.0.bake", "5 minutes"),
+    ("spec.analysis.interval", 0.5),
+    ("spec.analysis.interval", "５m"),
+    ("spec.analysis.failure_limit", 1001),
+    ("spec.analysis.failure_limit", True),
+    ("spec.analysis.gates.0.window", 2 * 86400),
+    ("spec.analysis.gates.0.min_samples", -1),
+    ("metadata.labels", {"": "x"}),
+    ("metadata.labels", {"team": "x" * 254}),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), REFUSED_BY_BOTH, ids=[repr(c) for c in REFUSED_BY_BOTH])
+def test_the_json_schema_refuses_what_canary_refuses(
+    validator: jsonschema.protocols.Validator, path: str, value: Any
+) -> None:
+    data = with_field(path, value)
+    assert problems(data)
+    assert list(validator.iter_errors(data)), f"the schema allows {path}: {value!r}"
+
+
+@pytest.mark.parametrize(
+    "gate_fields",
+    [
+        {"query": "errors"},  # preset and query both
+        {"preset": None, "max": None},  # neither, and no check
+        {"preset": "http-error-rate"},  # a prometheus preset on cloudwatch
+        {"samples_query": "invocations"},  # not with a preset
+        {"preset_options": {}},  # prometheus presets only
+        {"metrics": {"m1": {"namespace": "n", "metric": "m", "stat": "Sum"}}},  # not with a preset
+        {"relative": {}},  # no allowance
+    ],
+)
+def test_the_json_schema_refuses_a_gate_canary_refuses(
+    validator: jsonschema.protocols.Validator, gate_fields: dict[str, Any]
+) -> None:
+    data = minimal()
+    data["spec"]["analysis"] = {"gates": [gate(**gate_fields)]}
+    assert problems(data)
+    assert list(validator.iter_errors(data)), f"the schema allows {gate_fields}"
