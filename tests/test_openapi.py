@@ -23,7 +23,7 @@ from aiohttp import web
 from api_rig import auth, spec_data, token_specs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from schemathesis import GenerationMode
 
 from canary.api import openapi
@@ -36,6 +36,7 @@ from config.durations import RANGES, format_duration, parse_duration
 from config.schema import schema as spec_schema
 from config.settings import Settings
 from config.spec import Gate
+from config.targets import Target
 from strategies.memory import MemoryFleet
 
 EXAMPLES = 40
@@ -152,6 +153,9 @@ for _name in RANGES:
     schemathesis.openapi.format(RANGES[_name].format, whole_seconds(_name))
 
 
+TARGET: TypeAdapter[Target] = TypeAdapter(Target)
+
+
 def within_range(parent: dict[str, Any], field: str, name: str) -> None:
     """A duration's text within its range: a pattern cannot say "at most 7 days"."""
     value = parent.get(field)
@@ -181,7 +185,10 @@ def within_what_json_schema_can_say(body: Any) -> Any:
             within_range(step, "bake", "bake")
     if isinstance(spec.get("analysis"), dict):
         within_range(spec["analysis"], "interval", "interval")
-    spec["targets"] = spec["targets"][:1]
+    by_key: dict[str, Any] = {}
+    for target in spec["targets"]:
+        by_key.setdefault(TARGET.validate_python(target).key(), target)
+    spec["targets"] = list(by_key.values())
     analysis = spec.get("analysis")
     if isinstance(analysis, dict) and isinstance(analysis.get("gates"), list):
         kept: dict[str, Any] = {}
