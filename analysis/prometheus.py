@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
@@ -69,8 +77,16 @@ def _prometheus_name(pattern: re.Pattern[str], what: str) -> Any:
     return AfterValidator(check)
 
 
-MetricName = Annotated[str, _prometheus_name(_METRIC_NAME, "metric name")]
-LabelName = Annotated[str, _prometheus_name(_LABEL_NAME, "label name")]
+MetricName = Annotated[
+    str,
+    _prometheus_name(_METRIC_NAME, "metric name"),
+    WithJsonSchema({"type": "string", "pattern": _METRIC_NAME.pattern}),
+]
+LabelName = Annotated[
+    str,
+    _prometheus_name(_LABEL_NAME, "label name"),
+    WithJsonSchema({"type": "string", "pattern": _LABEL_NAME.pattern}),
+]
 
 
 class PresetOptions(StrictModel):

@@ -23,7 +23,7 @@ from analysis.health import ProviderHealth
 from analysis.kind import CheckedProvider
 from analysis.registry import PROVIDERS
 from canary import __version__, logs
-from canary.api.app import build_app
+from canary.api.app import ApiRunner, build_app
 from canary.clock import RealClock
 from canary.engine import Engine, EngineOptions, Preflight
 from canary.events import ActionError, ErrorKind
@@ -198,7 +198,7 @@ async def run_daemon(settings: Settings) -> int:
         health=health,
         canonical=canonicaliser(clients),
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = ApiRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -2,6 +2,9 @@
 
 pydantic's own messages name the rule that broke; a user needs the place in their document
 and the fix. Every error becomes one ``Problem`` with a path like ``spec.steps[2].weight``.
+
+What a message echoes of the input is cut short (``shown``): a 100,000-character name must
+not come back as a 200 KB error, and the fix at the end of the message must stay readable.
 """
 
 from __future__ import annotations
@@ -12,6 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+
+# The most of a value, a path part or a message that an error echoes back.
+ECHO_LIMIT = 80
+MESSAGE_LIMIT = 600
+MAX_PROBLEMS = 50
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}…({len(text)} characters)"
+
+
+def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` as an error message echoes it: short, and never a lone surrogate
+    (those cannot be encoded as UTF-8, so they would break the response)."""
+    text = shorten(repr(value), limit)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -37,8 +59,26 @@ def render_path(loc: Iterable[str | int]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
+            part = shown(part)[1:-1] if len(part) > ECHO_LIMIT or not part.isprintable() else part
             text += f".{part}" if text else part
     return text
+
+
+def _echoing(message: str, ctx: dict[str, Any]) -> str:
+    """``message`` with each long value from ``ctx`` shortened, and capped as a whole."""
+    for value in ctx.values():
+        if isinstance(value, str) and len(value) > ECHO_LIMIT:
+            message = message.replace(value, shorten(value))
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shorten(message, MESSAGE_LIMIT)
+
+
+def capped(problems: Sequence[Problem]) -> list[Problem]:
+    """At most MAX_PROBLEMS problems, the last one saying how many more there were."""
+    if len(problems) <= MAX_PROBLEMS:
+        return list(problems)
+    more = len(problems) - MAX_PROBLEMS + 1
+    return [*problems[: MAX_PROBLEMS - 1], Problem("", f"and {more} more problem(s)")]
 
 
 def _clean(loc: Sequence[str | int]) -> list[str | int]:
@@ -61,13 +101,13 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
         given = error.get("input")
         if kind == "spec_problems":
             for subpath, message in ctx["problems"]:
-                found.append(Problem(render_path([*loc, *subpath]), message))
+                found.append(Problem(render_path([*loc, *subpath]), _echoing(message, {})))
             continue
         if kind == "missing":
             message = "required field is missing"
         elif kind == "extra_forbidden":
             name = str(loc[-1]) if loc else "?"
-            message = f"unknown field {name!r}"
+            message = f"unknown field {shown(name)}"
             close = difflib.get_close_matches(name, known_field_names(), n=1)
             message += f"; did you mean {close[0]!r}?" if close else "; remove it"
         elif kind == "union_tag_invalid":
@@ -77,9 +117,9 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             loc = [*loc, "kind"]
             message = unavailable(None) or "required field is missing"
         elif kind == "literal_error" and loc and loc[-1] == "provider":
-            message = f"unknown metric provider {given!r}; expected {ctx.get('expected')}"
+            message = f"unknown metric provider {shown(given)}; expected {ctx.get('expected')}"
         elif kind == "literal_error":
-            message = f"{given!r} is not allowed; expected {ctx.get('expected')}"
+            message = f"{shown(given)} is not allowed; expected {ctx.get('expected')}"
         elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
             key, form = {
                 "greater_than_equal": ("ge", "{} or more"),
@@ -89,9 +129,9 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             }[kind]
             limit = ctx.get(key)
             bound = form.format(f"{limit:g}" if isinstance(limit, int | float) else limit)
-            message = f"must be {bound}, not {given!r}"
+            message = f"must be {bound}, not {shown(given)}"
         elif kind == "finite_number":
-            message = f"must be a finite number, not {given!r}"
+            message = f"must be a finite number, not {shown(given)}"
         elif kind == "too_short":
             message = f"needs at least {ctx.get('min_length')} item(s)"
         elif kind in {"model_type", "model_attributes_type", "dict_type"}:
@@ -103,10 +143,10 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             wanted = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(
                 wanted, f"a {wanted}"
             )
-            message = f"expected {wanted}, got {given!r}"
+            message = f"expected {wanted}, got {shown(given)}"
         elif kind == "string_pattern_mismatch":
-            message = f"{given!r} does not have the expected form ({ctx.get('pattern')})"
+            message = f"{shown(given)} does not have the expected form ({ctx.get('pattern')})"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        found.append(Problem(render_path(loc), message))
-    return found
+        found.append(Problem(render_path(loc), _echoing(message, ctx)))
+    return capped(found)

@@ -24,8 +24,10 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -35,9 +37,9 @@ from analysis.cloudwatch import CloudWatchMetric
 from analysis.prometheus import PresetOptions
 from analysis.registry import BY_NAME as PROVIDER_KINDS
 from analysis.registry import provider_names
-from config import metricmath
-from config.durations import Duration, format_duration
-from config.errors import Problem, SpecError, problems_from_validation
+from config import metricmath, shape
+from config.durations import Bake, Interval, StatisticalStep, Window, format_duration
+from config.errors import Problem, SpecError, problems_from_validation, shown
 from config.targets import StrictModel
 from config.templates import ALWAYS, TemplateError, names_in, target_variables
 from strategies.registry import KINDS, CanonicalError, Clients, TargetSpec
@@ -69,7 +71,20 @@ def _name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
+Name = Annotated[
+    str,
+    AfterValidator(_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 63, "pattern": _NAME.pattern}),
+]
+
+
+def _has(field: str) -> dict[str, Any]:
+    """JSON Schema: ``field`` is given and not null (null means absent to canary)."""
+    return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+
+
+def _provider_is(provider: str) -> dict[str, Any]:
+    return {"required": ["provider"], "properties": {"provider": {"const": provider}}}
 
 
 def problems(*items: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
@@ -82,7 +97,7 @@ def problems(*items: tuple[tuple[str | int, ...], str]) -> PydanticCustomError:
 
 
 def _weight(value: float) -> float:
-    if not 0 < value <= 100:
+    if not 0 < value <= 100:  # NaN is out of range too
         raise PydanticCustomError(
             "weight_range",
             "{value} is out of range; a weight is the canary's share of traffic in percent, "
@@ -92,13 +107,42 @@ def _weight(value: float) -> float:
     return value
 
 
-Weight = Annotated[float, AfterValidator(_weight)]
+# A real number: strict, so `weight: true` or `weight: "10"` is an error, not 1% or 10%.
+Weight = Annotated[
+    float,
+    Field(strict=True),
+    AfterValidator(_weight),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 100,
+            "description": "the canary's share of traffic, in percent",
+        }
+    ),
+]
+
+
+# Counts of evaluations tolerated: whole numbers (never true/false), bounded.
+def _whole(value: Any) -> Any:
+    # JSON Schema's integer includes 3.0: the same whole number. Text and booleans stay
+    # refused (the field is strict).
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+Limit = Annotated[int, Field(strict=True, ge=0, le=1000), BeforeValidator(_whole)]
+# A real number a gate compares with: finite, never a boolean.
+Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Percent = Annotated[float, Field(strict=True, ge=0, le=1_000_000, allow_inf_nan=False)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class Step(StrictModel):
     weight: Weight
-    bake: Duration = 0.0
-    approval: bool = Field(default=False, description="wait for a promote after the bake")
+    bake: Bake = Field(default=0.0, description="how long to hold the weight; 0s to 7 days")
+    approval: Flag = Field(default=False, description="wait for a promote after the bake")
 
 
 def default_steps() -> list[Step]:
@@ -114,11 +158,16 @@ def default_steps() -> list[Step]:
 class Relative(StrictModel):
     """Canary against stable: fail when the canary is higher by more than allowed."""
 
-    max_increase_percent: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="allowed increase over stable, in %"
+    # Give one or both (as Gate._comparison_problems says).
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {"anyOf": [_has("max_increase_percent"), _has("max_increase")]}
+    }
+
+    max_increase_percent: Percent | None = Field(
+        default=None, description="allowed increase over stable, in %"
     )
-    max_increase: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="allowed increase, in the unit"
+    max_increase: Annotated[Threshold, Field(ge=0)] | None = Field(
+        default=None, description="allowed increase, in the unit"
     )
 
 
@@ -126,16 +175,18 @@ class Statistical(StrictModel):
     """Mann-Whitney U: are the canary's values higher than the stable's, beyond chance?"""
 
     confidence: float = Field(
-        default=0.99, gt=0.5, lt=1, description="fail only when this sure the canary is higher"
+        default=0.99,
+        strict=True,
+        gt=0.5,
+        le=0.9999,
+        description="fail only when this sure the canary is higher",
     )
-    min_increase_percent: float = Field(
+    min_increase_percent: Percent = Field(
         default=10.0,
-        ge=0,
-        allow_inf_nan=False,
         description="effect-size floor: the canary's median must also be this much higher",
     )
-    step: Duration = Field(
-        default=60.0, description="one value per step of the window, for each version"
+    step: StatisticalStep = Field(
+        default=60.0, description="one value per step of the window, for each version; 1s to 1h"
     )
 
 
@@ -155,8 +206,62 @@ def values_needed(confidence: float) -> int:
     return n
 
 
+def _gate_rules(schema: dict[str, Any]) -> None:
+    """The rules across a gate's fields that JSON Schema can state, as ``Gate._check`` and
+    ``_metric_problems`` enforce them; min <= max, enough statistical steps in the window,
+    the metric ids a query uses and template variables are canary's alone."""
+    rules: list[dict[str, Any]] = [
+        {"oneOf": [_has("query"), _has("preset")]},
+        {"anyOf": [_has("max"), _has("min"), _has("relative"), _has("statistical")]},
+        {
+            "if": {"allOf": [_has("query"), {"anyOf": [_has("relative"), _has("statistical")]}]},
+            "then": _has("stable_query"),
+        },
+        {
+            "if": _has("preset_options"),
+            "then": {"allOf": [_provider_is("prometheus"), _has("preset")]},
+        },
+        {
+            "if": _has("metrics"),
+            "then": {"allOf": [_provider_is("cloudwatch"), {"not": _has("preset")}]},
+        },
+        {"if": _has("preset"), "then": {"not": _has("samples_query")}},
+        {
+            "if": {
+                "allOf": [
+                    _provider_is("prometheus"),
+                    _has("query"),
+                    {
+                        "required": ["min_samples"],
+                        "properties": {"min_samples": {"exclusiveMinimum": 0}},
+                    },
+                ]
+            },
+            "then": _has("samples_query"),
+        },
+    ]
+    for provider in PROVIDER_KINDS:
+        rules.append(
+            {
+                "if": _provider_is(provider),
+                "then": {"properties": {"preset": {"enum": [*presets_of(provider), None]}}},
+            }
+        )
+    schema["allOf"] = rules
+    for option in schema["properties"]["metrics"]["anyOf"]:
+        if option.get("type") == "object":  # ids canary refuses are not allowed either
+            option["additionalProperties"] = False
+
+
+MetricId = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": f"^{metricmath.ID_PATTERN}$"})
+]
+
+
 class Gate(StrictModel):
     """One metric check, judged at every analysis interval during a bake."""
+
+    model_config = StrictModel.model_config | {"json_schema_extra": _gate_rules}
 
     name: Name
     provider: ProviderName
@@ -165,11 +270,13 @@ class Gate(StrictModel):
         default=None, min_length=1, description="the same metric for the stable version"
     )
     preset: str | None = None
-    max: float | None = Field(default=None, allow_inf_nan=False)
-    min: float | None = Field(default=None, allow_inf_nan=False)
-    min_samples: int = Field(default=0, ge=0, description="fewer samples: INCONCLUSIVE")
-    window: Duration = Field(default=300.0, description="how far back each query looks")
-    metrics: dict[str, CloudWatchMetric] | None = Field(
+    max: Threshold | None = None
+    min: Threshold | None = None
+    min_samples: Annotated[int, BeforeValidator(_whole)] = Field(
+        default=0, strict=True, ge=0, le=10**12, description="fewer samples: INCONCLUSIVE"
+    )
+    window: Window = Field(default=300.0, description="how far back each query looks; 1s to 1d")
+    metrics: dict[MetricId, CloudWatchMetric] | None = Field(
         default=None,
         description="cloudwatch: metric stats, by id, that query, stable_query and "
         "samples_query use as metric math",
@@ -240,8 +347,6 @@ class Gate(StrictModel):
             found.append(
                 (("min",), f"min {self.min:g} is above max {self.max:g}; no value could pass")
             )
-        if self.window <= 0:
-            found.append((("window",), "must be longer than 0s"))
         if found:
             raise problems(*found)
         return self
@@ -343,23 +448,16 @@ class Gate(StrictModel):
 
 
 class Analysis(StrictModel):
-    interval: Duration = Field(default=30.0, description="how often gates run during a bake")
-    gates: list[Gate] = Field(default_factory=list)
-    failure_limit: int = Field(default=1, ge=0, description="failed evaluations tolerated")
-    inconclusive_limit: int = Field(default=3, ge=0, description="inconclusive ones tolerated")
-    consecutive_error_limit: int = Field(
-        default=10, ge=0, description="provider errors in a row tolerated; then rollback"
+    interval: Interval = Field(
+        default=30.0, description="how often gates run during a bake; 1s to 1h"
+    )
+    gates: list[Gate] = Field(default_factory=list, max_length=50)
+    failure_limit: Limit = Field(default=1, description="failed evaluations tolerated")
+    inconclusive_limit: Limit = Field(default=3, description="inconclusive ones tolerated")
+    consecutive_error_limit: Limit = Field(
+        default=10, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
-
-    @field_validator("interval")
-    @classmethod
-    def _positive_interval(cls, value: float) -> float:
-        if value <= 0:
-            raise PydanticCustomError(
-                "interval", "must be longer than 0s; gates are evaluated this often"
-            )
-        return value
 
     @field_validator("gates")
     @classmethod
@@ -404,8 +502,8 @@ class Notify(StrictModel):
 
 
 class RolloutSpec(StrictModel):
-    targets: list[TargetSpec] = Field(min_length=1)
-    steps: list[Step] = Field(default_factory=default_steps, min_length=1)
+    targets: list[TargetSpec] = Field(min_length=1, max_length=50)
+    steps: list[Step] = Field(default_factory=default_steps, min_length=1, max_length=100)
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
 
@@ -484,12 +582,21 @@ class RolloutSpec(StrictModel):
         return self
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=63)]
+LabelValue = Annotated[str, Field(max_length=253)]
+
+
 class Metadata(StrictModel):
     name: Name
     build: str | None = Field(
-        default=None, max_length=200, description="CI build id; doubles as idempotency key"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="CI build id; doubles as idempotency key",
     )
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="free-form; at most 64"
+    )
 
 
 class RolloutDocument(StrictModel):
@@ -537,17 +644,44 @@ def parse_text(text: str, source: str = "<spec>") -> RolloutDocument:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice: the second would silently win."""
+    """A YAML loader that refuses a key given twice (the second would silently win), and
+    nodes nested deeper than ``shape.MAX_DEPTH`` (composing them recurses)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self._depth >= shape.MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested deeper than {shape.MAX_DEPTH} levels (the limit); a rollout document "
+                "needs about 8",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # `? [a, b]`: a list or a mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a mapping key must be text, not a {type(key).__name__}",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"{key!r} is given twice in the same mapping; keep one",
+                    f"{shown(key)} is given twice in the same mapping; keep one",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -569,15 +703,52 @@ def _json_problem(exc: json.JSONDecodeError, source: str) -> Problem:
     )
 
 
+_NUMBER_TOO_LONG = "a number has more than 4300 digits; no field takes one that long"
+
+
+class _KeyGivenTwice(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (the second would silently win)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyGivenTwice(key)
+        found[key] = value
+    return found
+
+
+def load_json(text: str, source: str) -> Any:
+    """The JSON value in ``text``, its shape checked (``config.shape``)."""
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise shape.too_deep(source) from None
+    except json.JSONDecodeError:
+        raise
+    except _KeyGivenTwice as exc:
+        raise SpecError(
+            [Problem("", f"{source}: {shown(exc.key)} is given twice in the same object; keep one")]
+        ) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise SpecError([Problem("", f"{source}: {_NUMBER_TOO_LONG}")]) from None
+    shape.check_shape(data, source)
+    return data
+
+
 def load_data(text: str, source: str) -> Any:
-    """The one document in ``text``, YAML or JSON (JSON first when it looks like JSON)."""
+    """The one document in ``text``, YAML or JSON (JSON first when it looks like JSON),
+    its shape checked (``config.shape``): too deep, too big or not Unicode is a SpecError."""
     stripped = text.lstrip()
     if not stripped:
         raise SpecError([Problem("", f"{source} is empty; expected a rollout document")])
     json_error: json.JSONDecodeError | None = None
     if source.endswith(".json") or stripped.startswith("{"):
         try:
-            return json.loads(text)
+            return load_json(text, source)
         except json.JSONDecodeError as exc:
             json_error = exc  # it may still be flow-style YAML: {apiVersion: canary/v1, ...}
     if json_error is not None and source.endswith(".json"):
@@ -587,11 +758,16 @@ def load_data(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         problem = _json_problem(json_error, source) if json_error else _yaml_problem(exc, source)
         raise SpecError([problem]) from None
+    except RecursionError:  # pragma: no cover - the loader stops at MAX_DEPTH first
+        raise shape.too_deep(source) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise SpecError([Problem("", f"{source}: {_NUMBER_TOO_LONG}")]) from None
     documents = [d for d in documents if d is not None]
     if len(documents) != 1:
         raise SpecError(
             [Problem("", f"{source} holds {len(documents)} documents; give exactly one rollout")]
         )
+    shape.check_shape(documents[0], source)
     return documents[0]
 
 

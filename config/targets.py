@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 _ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 
 DEFAULT_REGION_KEY = "default-region"
 """Stands for the daemon's region in the key of a target that names none: only seen where
@@ -30,7 +30,10 @@ class StrictModel(BaseModel):
 
 
 def number_to_text(value: object) -> object:
-    """``version: 42`` in YAML is a number; a version name is meant, so take it as text."""
+    """``version: 42`` in YAML is a number; a version name is meant, so take it as text.
+    JSON Schema's integer includes 42.0, so a whole float is the same number."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -58,9 +61,15 @@ def _region(value: str) -> str:
     return value
 
 
+def schema_of(pattern: re.Pattern[str], max_length: int | None = None) -> WithJsonSchema:
+    """The JSON Schema of a checked string: the validator's own pattern (and length)."""
+    found: dict[str, object] = {"type": "string", "pattern": pattern.pattern}
+    return WithJsonSchema(found | ({"maxLength": max_length} if max_length else {}))
+
+
 NonEmpty = Annotated[str, Field(min_length=1)]
-RoleArn = Annotated[str, AfterValidator(_role_arn)]
-Region = Annotated[str, AfterValidator(_region)]
+RoleArn = Annotated[str, AfterValidator(_role_arn), schema_of(_ROLE_ARN)]
+Region = Annotated[str, AfterValidator(_region), schema_of(_REGION)]
 
 
 class TargetBase(StrictModel):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from config.targets import AwsTarget, Target, number_to_text, valid_region
@@ -39,10 +39,13 @@ LATEST = "$LATEST"
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FUNCTION_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[^:]+):(?P<account>\d{12}):"
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[^:]+):(?P<account>[0-9]{12}):"
     r"function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$"
 )
 _ARN_EXAMPLE = "arn:aws:lambda:us-east-1:123456789012:function:checkout-api"
+
+
+_VERSION = re.compile(r"^[0-9]{1,20}$")
 
 
 def _lambda_version(value: str) -> str:
@@ -52,7 +55,7 @@ def _lambda_version(value: str) -> str:
             "$LATEST cannot take weighted traffic; publish a version "
             "(aws lambda publish-version) and give its number",
         )
-    if not value.isdigit():
+    if not _VERSION.match(value):  # ASCII digits: "４２".isdigit() is true
         raise PydanticCustomError(
             "lambda_version",
             "{value} is not a published version number; give the number that "
@@ -99,7 +102,7 @@ def _from_arn(data: dict[str, Any]) -> dict[str, Any]:
                 "remove region or make them agree",
             )
         )
-    if qualifier is not None and (qualifier == LATEST or qualifier.isdigit()):
+    if qualifier is not None and (qualifier == LATEST or _VERSION.match(qualifier) is not None):
         found.append(
             (
                 "function",
@@ -136,15 +139,39 @@ class LambdaAliasTarget(AwsTarget):
     """A Lambda alias: its weights move between the stable version and ``version``."""
 
     kind: Literal["lambda-alias"]
-    function: str = Field(
+    function: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "anyOf": [
+                    {"pattern": _FUNCTION_NAME.pattern},
+                    {"pattern": re.sub(r"\?P<\w+>", "", _FUNCTION_ARN.pattern)},  # ECMA regex
+                ],
+            }
+        ),
+    ] = Field(
         description="the function's name, or its ARN (the region, account and an :alias "
         "qualifier are taken from it)"
     )
     alias: str = Field(min_length=1, description="the alias your callers invoke")
-    version: Annotated[str, BeforeValidator(number_to_text), AfterValidator(_lambda_version)]
+    version: Annotated[
+        str,
+        BeforeValidator(number_to_text),
+        AfterValidator(_lambda_version),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "pattern": _VERSION.pattern},
+                    {"type": "integer", "minimum": 0, "maximum": 10**20 - 1},
+                ],
+                "description": 'a published version number, e.g. "42" ($LATEST cannot be one)',
+            }
+        ),
+    ]
     account: str | None = Field(
         default=None,
-        pattern=r"^\d{12}$",
+        pattern=r"^[0-9]{12}$",
         description="the function's AWS account (taken from an ARN); checked at preflight",
     )
 

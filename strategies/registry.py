@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
+from config.errors import shown
 from config.targets import Target, TargetBase
 from strategies import lambda_alias
 from strategies.base import NotImplementedKind, Strategy
@@ -59,7 +60,7 @@ def unavailable(kind: object) -> str | None:
         )
     if kind is None:
         return f"required field is missing; expected one of {available}"
-    return f"unknown target kind {kind!r}; expected one of {available}"
+    return f"unknown target kind {shown(kind)}; expected one of {available}"
 
 
 StrategyFactory = Callable[[Target, str | None], Strategy]

@@ -275,7 +275,8 @@ async def test_invalid_spec_is_422_with_every_problem_by_path() -> None:
 )
 async def test_unreadable_body_is_400_naming_the_problem(body: bytes, expected: str) -> None:
     async with ApiRig() as rig:
-        response = await rig.client.post(f"{API}/rollouts", data=body, headers=auth("ci"))
+        headers = {**auth("ci"), "Content-Type": "application/yaml"}
+        response = await rig.client.post(f"{API}/rollouts", data=body, headers=headers)
         status = 422 if expected == "mapping" else 400
         found = await problem(response, status)
         assert expected in found["detail"]
@@ -284,7 +285,9 @@ async def test_unreadable_body_is_400_naming_the_problem(body: bytes, expected: 
 async def test_body_over_1_mib_is_413() -> None:
     async with ApiRig() as rig:
         response = await rig.client.post(
-            f"{API}/rollouts", data=b"#" * (1024 * 1024 + 1), headers=auth("ci")
+            f"{API}/rollouts",
+            data=b"#" * (1024 * 1024 + 1),
+            headers={**auth("ci"), "Content-Type": "application/yaml"},
         )
         await problem(response, 413)
 

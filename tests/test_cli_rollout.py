@@ -48,7 +48,7 @@ spec:
     - {{kind: lambda-alias, function: {function}, alias: live, version: "2"}}
   steps: [{step}, {{weight: 100}}]
   analysis:
-    interval: 250ms
+    interval: 1s
     failure_limit: 0
     gates:
       - {{name: {gate}, provider: cloudwatch, query: errors, max: 0.01}}

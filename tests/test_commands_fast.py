@@ -81,7 +81,7 @@ class StuckProvider:
 
 async def test_abort_during_a_slow_gate_evaluation_rolls_back_within_a_second() -> None:
     analysis = {
-        "interval": "100ms",
+        "interval": "1s",
         "gates": [{"name": "error-rate", "provider": "cloudwatch", "query": "q", "max": 0.01}],
     }
     steps = [{"weight": 20, "bake": "1h"}, {"weight": 100}]

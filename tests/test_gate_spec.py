@@ -93,7 +93,7 @@ def test_every_new_check_parses_with_its_defaults() -> None:
         (
             prom(statistical={"confidence": 1}),
             f"{G}.statistical.confidence",
-            "must be below 1",
+            "must be 0.9999 or less",
         ),
         (
             prom(preset_options={"version_label": "app-version"}),

@@ -296,7 +296,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "zero interval",
         {"analysis": {"interval": "0s"}},
         "spec.analysis.interval",
-        "must be longer than 0s",
+        "0s is out of range; give a duration from 1s to 1h",
     ),
     (
         "unknown gate provider",
@@ -497,7 +497,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "spec.targets[2].kind": "target kind 'k8s-istio' is not available in this version",
         "spec.steps[0].bake": "'5 mins' is not a duration",
         "spec.steps[1].weight": "150 is out of range",
-        "spec.analysis.interval": "must be longer than 0s",
+        "spec.analysis.interval": "0s is out of range; give a duration from 1s to 1h",
         "spec.analysis.failure_limit": "must be 0 or more, not -1",
         "spec.analysis.on_inconclusive": "'ignore' is not allowed",
         "spec.analysis.gates[0].provider": "unknown metric provider 'datadog'",
@@ -759,7 +759,7 @@ def test_example_validates_against_the_schema(
 def test_schema_accepts_what_canary_accepts(validator: jsonschema.protocols.Validator) -> None:
     data = minimal()
     data["spec"]["steps"] = [{"weight": 12.5, "bake": 90}, {"weight": 100, "bake": "1h30m"}]
-    data["spec"]["analysis"] = {"interval": 30, "gates": [gate(window="500ms")]}
+    data["spec"]["analysis"] = {"interval": 30, "gates": [gate(window="1s")]}
     parse_document(data)
     assert list(validator.iter_errors(data)) == []
 
@@ -865,3 +865,202 @@ def test_a_bad_key_in_the_config_file_is_named_as_written(
 )
 def test_messages_show_durations_rounded_for_people(seconds: float, shown: str) -> None:
     assert display_duration(seconds) == shown
+
+
+# ---------------------------------------------------------------- bounds (issue 8)
+
+# field path in the document -> its range name in config.durations.RANGES
+DURATION_FIELDS = {
+    "spec.steps.0.bake": "bake",
+    "spec.analysis.interval": "interval",
+    "spec.analysis.gates.0.window": "window",
+    "spec.analysis.gates.0.statistical.step": "statistical-step",
+}
+
+
+def with_field(path: str, value: Any) -> dict[str, Any]:
+    data = minimal()
+    data["spec"]["steps"] = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    checked = gate(window="5m")
+    if "statistical" in path:  # a statistical gate, its window long enough for 1h steps
+        checked = gate(
+            provider="prometheus",
+            preset="http-p95-latency",
+            window="24h",
+            statistical={"confidence": 0.95},
+        )
+        del checked["max"]
+    data["spec"]["analysis"] = {"gates": [checked]}
+    node: Any = data
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = value
+    return data
+
+
+def rendered(path: str) -> str:
+    from config.errors import render_path
+
+    return render_path([int(p) if p.isdigit() else p for p in path.split(".")])
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS)
+def test_each_duration_takes_its_whole_range_and_nothing_beyond(path: str) -> None:
+    from config.durations import RANGES
+
+    limits = RANGES[DURATION_FIELDS[path]]
+    for inside in (limits.low, limits.high, format_duration(limits.high)):
+        parse_document(with_field(path, inside))
+    below = limits.low - 0.001 if limits.low > 0 else -1
+    for outside in (below, limits.high + 1, format_duration(limits.high + 1)):
+        found = problems(with_field(path, outside))
+        assert rendered(path) in found, (outside, found)
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e300, True])
+def test_no_duration_is_infinite_nan_huge_or_boolean(path: str, value: Any) -> None:
+    found = problems(with_field(path, value))
+    assert rendered(path) in found
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("steps: [{weight: 10, bake: .inf}, {weight: 100}]", "spec.steps[0].bake"),
+        ("steps: [{weight: 10, bake: .nan}, {weight: 100}]", "spec.steps[0].bake"),
+        ("steps: [{weight: 10, bake: 1e999}, {weight: 100}]", "spec.steps[0].bake"),
+        ("analysis: {interval: 1ms}", "spec.analysis.interval"),
+        ("steps: [{weight: true}, {weight: 100}]", "spec.steps[0].weight"),
+        ("steps: [{weight: .nan}, {weight: 100}]", "spec.steps[0].weight"),
+        ("steps: [{weight: 10, approval: yes}, {weight: 100}]", None),
+        ("steps: [{weight: 10, approval: 'yes'}, {weight: 100}]", "spec.steps[0].approval"),
+        ("analysis: {failure_limit: true}", "spec.analysis.failure_limit"),
+        ("analysis: {failure_limit: '3'}", "spec.analysis.failure_limit"),
+        ("analysis: {failure_limit: 1001}", "spec.analysis.failure_limit"),
+    ],
+)
+def test_yaml_numbers_and_booleans_are_what_they_say(text: str, path: str | None) -> None:
+    base = (
+        "apiVersion: canary/v1\nkind: Rollout\nmetadata: {name: a}\nspec:\n"
+        "  targets: [{kind: lambda-alias, function: f, alias: live, version: '2'}]\n"
+    )
+    document = base + "  " + text + "\n"
+    if path is None:  # YAML's own boolean: yes is true
+        parse_text(document)
+        return
+    with pytest.raises(SpecError) as caught:
+        parse_text(document)
+    assert path in [p.path for p in caught.value.problems]
+
+
+def test_a_whole_float_is_a_whole_number_but_a_fraction_is_not() -> None:
+    data = with_field("spec.analysis.failure_limit", 3.0)
+    assert parse_document(data).spec.analysis.failure_limit == 3
+    assert "spec.analysis.failure_limit" in problems(with_field("spec.analysis.failure_limit", 3.5))
+
+
+def test_a_confidence_too_close_to_1_is_refused_not_computed_forever() -> None:
+    path = "spec.analysis.gates.0.statistical.confidence"
+    assert rendered(path) in problems(with_field(path, 0.99999999999))
+
+
+def test_the_json_schema_carries_each_duration_range() -> None:
+    from config.durations import RANGES
+
+    defs = config.schema.schema()["$defs"]
+    fields = {
+        "bake": defs["Step"]["properties"]["bake"],
+        "interval": defs["Analysis"]["properties"]["interval"],
+        "window": defs["Gate"]["properties"]["window"],
+        "statistical-step": defs["Statistical"]["properties"]["step"],
+    }
+    for name, field in fields.items():
+        text, number = field["anyOf"]
+        assert text["format"] == RANGES[name].format
+        assert (number["minimum"], number["maximum"]) == (RANGES[name].low, RANGES[name].high)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n" + "  " * 0 + "- " * 40 + "x\n",
+        "a: " + "[" * 40 + "]" * 40 + "\n",
+    ],
+    ids=["block", "flow"],
+)
+def test_yaml_deeper_than_the_limit_is_a_syntax_problem(text: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_text(text, "deep.yaml")
+    assert "32 levels" in str(caught.value)
+
+
+def test_a_long_value_is_echoed_short() -> None:
+    data = minimal()
+    data["metadata"]["name"] = "X" * 100_000
+    message = problems(data)["metadata.name"]
+    assert len(message) < 300
+    assert "100002 characters" in message
+
+
+def test_a_json_key_given_twice_is_an_error_too() -> None:
+    with pytest.raises(SpecError, match="'kind' is given twice in the same object"):
+        parse_text('{"apiVersion": "canary/v1", "kind": "Rollout", "kind": "Rollout"}', "r.json")
+
+
+# (path, value): refused by canary, and so by the JSON Schema (the OpenAPI start body)
+REFUSED_BY_BOTH = [
+    ("metadata.name", ""),
+    ("metadata.name", "Checkout"),
+    ("metadata.build", ""),
+    ("spec.targets.0.version", ""),
+    ("spec.targets.0.version", "$LATEST"),
+    ("spec.targets.0.version", "４２"),
+    ("spec.targets.0.region", "Europe"),
+    ("spec.steps.0.weight", 0),
+    ("spec.steps.0.weight", 100.5),
+    ("spec.steps.0.weight", True),
+    ("spec.steps.0.weight", "10"),
+    ("spec.steps.0.approval", "yes"),
+    ("spec.steps.0.bake", 8 * 86400),
+    ("spec.steps.0.bake", "5 minutes"),
+    ("spec.analysis.interval", 0.5),
+    ("spec.analysis.interval", "５m"),
+    ("spec.analysis.failure_limit", 1001),
+    ("spec.analysis.failure_limit", True),
+    ("spec.analysis.gates.0.window", 2 * 86400),
+    ("spec.analysis.gates.0.min_samples", -1),
+    ("metadata.labels", {"": "x"}),
+    ("metadata.labels", {"team": "x" * 254}),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), REFUSED_BY_BOTH, ids=[repr(c) for c in REFUSED_BY_BOTH])
+def test_the_json_schema_refuses_what_canary_refuses(
+    validator: jsonschema.protocols.Validator, path: str, value: Any
+) -> None:
+    data = with_field(path, value)
+    assert problems(data)
+    assert list(validator.iter_errors(data)), f"the schema allows {path}: {value!r}"
+
+
+@pytest.mark.parametrize(
+    "gate_fields",
+    [
+        {"query": "errors"},  # preset and query both
+        {"preset": None, "max": None},  # neither, and no check
+        {"preset": "http-error-rate"},  # a prometheus preset on cloudwatch
+        {"samples_query": "invocations"},  # not with a preset
+        {"preset_options": {}},  # prometheus presets only
+        {"metrics": {"m1": {"namespace": "n", "metric": "m", "stat": "Sum"}}},  # not with a preset
+        {"relative": {}},  # no allowance
+    ],
+)
+def test_the_json_schema_refuses_a_gate_canary_refuses(
+    validator: jsonschema.protocols.Validator, gate_fields: dict[str, Any]
+) -> None:
+    data = minimal()
+    data["spec"]["analysis"] = {"gates": [gate(**gate_fields)]}
+    assert problems(data)
+    assert list(validator.iter_errors(data)), f"the schema allows {gate_fields}"

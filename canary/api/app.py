@@ -7,6 +7,11 @@ control API lives under ``/api/v1`` (routes in ``canary.api.rollouts``, document
 ``canary.api.openapi``). Every error, ours or aiohttp's (404, 405, 413), leaves as
 ``application/problem+json``; an unexpected exception is logged with a request id and
 answered with a 500 that carries the id but never a stack trace.
+
+aiohttp answers a request it cannot parse (a header with a NUL byte, a header over 8 KB)
+itself, before any middleware, in plain text. ``ApiRunner`` serves the app with a
+connection handler that answers those as problems too, with an ``X-Request-Id``; the daemon
+and the tests serve through it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from functools import partial
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from analysis.health import ProviderHealth
 from canary import __version__
@@ -39,12 +45,12 @@ from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
-from config.errors import SpecError
+from config.errors import SpecError, shorten
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
 from strategies.registry import Clients
 
-__all__ = ["ENGINE", "MAX_BODY", "build_app"]
+__all__ = ["ENGINE", "MAX_BODY", "ApiRunner", "build_app"]
 
 log = structlog.get_logger("canary.api")
 
@@ -53,6 +59,7 @@ HEALTH: web.AppKey[ProviderHealth] = web.AppKey("health", ProviderHealth)
 MAX_BODY = 1024 * 1024  # 1 MiB: a spec is a few KiB
 READY_TIMEOUT = 5.0
 HEALTH_WAIT = 0.5  # /readyz waits this long for provider checks, then shows the last known
+MAX_FIELD = 8190  # aiohttp's limit on a header line (and the request line), in bytes
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -66,12 +73,12 @@ def _http_problem(request: web.Request, exc: web.HTTPException) -> ProblemError:
     headers = {}
     if exc.status == 404:
         detail = (
-            f"no route {request.method} {request.path}; the API lives under "
+            f"no route {request.method} {shorten(request.path)}; the API lives under "
             f"{rollouts.PREFIX} (see {rollouts.PREFIX}/openapi.json)"
         )
     elif exc.status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        detail = f"{request.method} is not allowed on {shorten(request.path)}; allowed: {allowed}"
         headers["Allow"] = allowed
     elif exc.status == 413:
         detail = f"the body is larger than {MAX_BODY // 1024} KiB; a rollout spec is far smaller"
@@ -208,11 +215,52 @@ def build_app(
     app.on_shutdown.append(_close_streams)
     app.add_routes(
         [
-            web.get("/healthz", healthz, allow_head=False),
-            web.get("/readyz", readyz, allow_head=False),
+            web.get("/healthz", healthz),  # HEAD too: load balancers probe with it
+            web.get("/readyz", readyz),
             web.get("/metrics", metrics, allow_head=False),
             web.get(f"{rollouts.PREFIX}/openapi.json", openapi_document, allow_head=False),
             *rollouts.routes(),
         ]
     )
     return app
+
+
+class _ProblemConnection(RequestHandler):
+    """aiohttp's connection handler, answering unparsable requests as problems."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if sent already
+        request_id = secrets.token_hex(8)
+        if status >= 500:
+            detail = f"an unexpected error occurred; it was logged with request id {request_id}"
+        else:
+            reason = " ".join((message or "").split())  # aiohttp's own words, one line
+            detail = (
+                "the request cannot be read as HTTP (a header with a control character, a "
+                f"header line over {MAX_FIELD // 1024} KiB, or malformed framing)"
+                + (f": {shorten(reason)}" if reason else "")
+            )
+        response = ProblemError(status, detail, extra={"request_id": request_id}).response()
+        response.headers["X-Request-Id"] = request_id
+        response.force_close()  # as aiohttp does: the connection's framing is not to be trusted
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemConnection(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparsable requests as problems."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer  # same state, our connection handler
+        return server

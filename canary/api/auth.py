@@ -3,7 +3,9 @@
 Tokens are configured as SHA-256 hashes (``CANARY_TOKENS``), so the daemon's settings never
 hold a usable secret. The presented token is hashed and compared with every configured
 hash in constant time (``hmac.compare_digest``, no early exit), so response timing says
-nothing about how close a guess was.
+nothing about how close a guess was. A token is printable ASCII (what ``CANARY_TOKENS``
+recipes produce): anything else in the header (``Bearer caf\xe9``) is a 401 before any
+hashing, and the hash is taken of the token's bytes.
 
 Roles form a ladder: ``read`` (every GET) < ``deploy`` (also start rollouts) < ``operate``
 (also promote, pause, resume, abort). The CI token that starts a rollout cannot approve
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,8 +43,12 @@ class Principal:
         return RANK[self.role] >= RANK[needed]
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+_TOKEN = re.compile(r"^[!-~]{1,512}$")  # printable ASCII, no spaces
+
+
+def hash_token(token: str | bytes) -> str:
+    raw = token if isinstance(token, bytes) else token.encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()
 
 
 class Authenticator:
@@ -68,7 +75,14 @@ class Authenticator:
                 "the Authorization header must be 'Bearer <token>'",
                 headers=CHALLENGE,
             )
-        presented = hash_token(token).encode("ascii")
+        if not _TOKEN.match(token):
+            raise ProblemError(
+                401,
+                "the bearer token must be 1-512 printable ASCII characters (a token from "
+                "CANARY_TOKENS never holds anything else)",
+                headers=CHALLENGE,
+            )
+        presented = hash_token(token.encode("ascii")).encode("ascii")
         found: TokenSpec | None = None
         for spec in self.tokens:  # every hash is compared: no early exit
             if hmac.compare_digest(presented, spec.sha256.encode("ascii")):

@@ -14,6 +14,7 @@ from canary.api.auth import Authenticator, Principal, Role
 from canary.api.problems import bad_request
 from canary.engine import Engine
 from canary.metrics import Metrics
+from config.errors import shorten, shown
 from config.spec import RolloutDocument
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
@@ -49,8 +50,9 @@ def only_query(request: web.Request, *known: str) -> None:
     if unknown:
         accepted = ", ".join(known) if known else "none"
         raise bad_request(
-            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; accepted: {accepted}",
-            f"query.{unknown[0]}",
+            f"unknown query parameter(s) {shorten(', '.join(map(shown, unknown)), 200)}; "
+            f"accepted: {accepted}",
+            f"query.{shown(unknown[0])[1:-1]}",
         )
 
 

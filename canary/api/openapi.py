@@ -277,6 +277,7 @@ def _command(name: str, summary: str, body: str, required: bool) -> dict[str, An
             "404": _problem("no such rollout"),
             "409": _problem("the command does not apply in the rollout's phase"),
             "413": _problem("the body is larger than 1 MiB"),
+            "415": _problem("a body that is not application/json"),
             "422": _problem("a field of the body is wrong"),
         },
         parameters=[ROLLOUT_ID],
@@ -284,29 +285,29 @@ def _command(name: str, summary: str, body: str, required: bool) -> dict[str, An
     )
 
 
+def _probe(op_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A health route: GET, and HEAD for probes that only look at the status."""
+    head = {code: {"description": answer["description"]} for code, answer in responses.items()}
+    return {
+        "get": _operation(op_id, summary, None, responses),
+        "head": _operation(f"{op_id}Head", f"{summary} (status only)", None, head),
+    }
+
+
 def _paths() -> dict[str, Any]:
     rollout_path = f"{PREFIX}/rollouts/{{id}}"
     status_ok = _json("ok", "Status")
     return {
-        "/healthz": {
-            "get": _operation(
-                "healthz",
-                "Liveness: the process serves requests and the engine runs",
-                None,
-                {"200": status_ok, "503": _json("the engine is not running", "Status")},
-            )
-        },
-        "/readyz": {
-            "get": _operation(
-                "readyz",
-                "Readiness: the store answers and the engine runs; providers' health listed",
-                None,
-                {
-                    "200": _json("ready", "Readiness"),
-                    "503": _problem("not ready; the detail says why"),
-                },
-            )
-        },
+        "/healthz": _probe(
+            "healthz",
+            "Liveness: the process serves requests and the engine runs",
+            {"200": status_ok, "503": _json("the engine is not running", "Status")},
+        ),
+        "/readyz": _probe(
+            "readyz",
+            "Readiness: the store answers and the engine runs; providers' health listed",
+            {"200": _json("ready", "Readiness"), "503": _problem("not ready; the detail says why")},
+        ),
         "/metrics": {
             "get": _operation(
                 "metrics",
@@ -349,6 +350,7 @@ def _paths() -> dict[str, Any]:
                         "a target (rollout_id names it)"
                     ),
                     "413": _problem("the body is larger than 1 MiB"),
+                    "415": _problem("the body is neither JSON nor YAML (by its Content-Type)"),
                     "422": _problem("the spec is invalid; errors lists each field"),
                 },
                 parameters=[

@@ -5,6 +5,10 @@ start carries an idempotency key (the ``Idempotency-Key`` header, else the spec'
 ``metadata.build``): the same key with the same spec answers 200 with the rollout that
 key started; the same key with another spec is a 409. Two identical requests racing each
 other are settled by the store's unique key: the loser answers like a retry.
+
+A body is read only when its ``Content-Type`` says JSON (or YAML, for a spec): a form, an
+image or no type at all is a 415, so a client never has its mistake guessed into a
+rollout. Numbers in the query and in ``Last-Event-ID`` are ASCII digits only.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from canary.api.views import event_data, rollout_detail, rollout_summary
 from canary.machine import Command, CommandName, CommandRejected
 from canary.model import Phase, Rollout
 from canary.store.base import DuplicateKey, NotFound, TargetBusy
-from config.errors import SpecError, problems_from_validation
-from config.spec import RolloutDocument, load_data, parse_document
+from config.errors import Problem, SpecError, problems_from_validation, shown
+from config.spec import RolloutDocument, load_data, load_json, parse_document
 
 PREFIX = "/api/v1"
 KEY_PATTERN = re.compile(r"^[!-~]{1,200}$")  # printable ASCII, no spaces
@@ -38,10 +42,14 @@ def location(rollout_id: str) -> str:
     return f"{PREFIX}/rollouts/{rollout_id}"
 
 
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
 def rollout_id_of(request: web.Request) -> str:
     rid = request.match_info["id"]
     if not ID_PATTERN.match(rid):
-        raise ProblemError(404, f"no rollout {rid!r}; a rollout id is 22 hex digits")
+        raise ProblemError(404, f"no rollout {shown(rid)}; a rollout id is 22 hex digits")
     return rid
 
 
@@ -55,6 +63,20 @@ async def load(request: web.Request, rid: str) -> Rollout:
 # ---------------------------------------------------------------- bodies
 
 
+def require_media_type(request: web.Request, accepted: tuple[str, ...], what: str) -> None:
+    """415 unless the body's Content-Type is one of ``accepted`` (checked before reading)."""
+    given = request.headers.get("Content-Type")
+    media = request.content_type if given else None  # aiohttp defaults a missing one
+    if media not in accepted:
+        raise ProblemError(
+            415,
+            f"{what} must be sent as {' or '.join(accepted)}; got "
+            + (f"Content-Type {shown(media)}" if media else "no Content-Type")
+            + f"; send it with Content-Type: {accepted[0]}",
+            headers={"Accept-Post": ", ".join(accepted)},
+        )
+
+
 async def read_text(request: web.Request) -> str:
     raw = await request.read()  # over client_max_size: 413, turned into a problem
     try:
@@ -66,25 +88,33 @@ async def read_text(request: web.Request) -> str:
         ) from None
 
 
+def summary(problems: list[Problem], shown_at_most: int = 3) -> str:
+    """The first problems in one line; ``errors`` carries every one (up to a cap)."""
+    text = "; ".join(str(p) for p in problems[:shown_at_most])
+    more = len(problems) - shown_at_most
+    return text + (f"; and {more} more (see errors)" if more > 0 else "")
+
+
 def spec_problem(exc: SpecError, *, syntax: bool) -> ProblemError:
     if syntax:
         return ProblemError(
             400,
-            "; ".join(p.message for p in exc.problems),
+            summary(exc.problems),
             slug="malformed-body",
             title="The body is not a readable document",
             errors=exc.problems,
         )
     return ProblemError(
         422,
-        f"the rollout spec has {len(exc.problems)} problem(s): "
-        + "; ".join(str(p) for p in exc.problems),
+        f"the rollout spec has {len(exc.problems)} problem(s): " + summary(exc.problems),
         errors=exc.problems,
     )
 
 
 async def read_document(request: web.Request) -> RolloutDocument:
-    """The spec in the body: JSON or YAML (400 unreadable, 422 readable but invalid)."""
+    """The spec in the body: JSON or YAML (415 another type, 400 unreadable, 422 readable but
+    invalid)."""
+    require_media_type(request, (*JSON_TYPES, *YAML_TYPES), "a rollout spec")
     text = await read_text(request)
     try:
         data = load_data(text, "request body")
@@ -104,7 +134,10 @@ Reason = Field(default=None, min_length=1, max_length=1000)
 
 
 class PromoteBody(StrictBody):
-    full: bool = Field(default=False, description="skip the remaining steps and their gates")
+    # strict: "yes" or 1 must not skip every gate left
+    full: bool = Field(
+        default=False, strict=True, description="skip the remaining steps and their gates"
+    )
     reason: str | None = Reason
 
 
@@ -130,13 +163,17 @@ BODIES: dict[CommandName, type[StrictBody]] = {
 
 async def read_command(request: web.Request, name: CommandName) -> StrictBody:
     text = (await read_text(request)).strip()
+    if text:  # an empty body needs no type (some clients send octet-stream with it)
+        require_media_type(request, JSON_TYPES, f"the body of {name}")
     try:
-        data: Any = json.loads(text) if text else {}
+        data: Any = load_json(text, "the body") if text else {}
     except json.JSONDecodeError as exc:
         raise bad_request(
             f"the body is not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}",
             slug="malformed-body",
         ) from None
+    except SpecError as exc:  # too deep, too big, not Unicode
+        raise spec_problem(exc, syntax=True) from None
     if not isinstance(data, dict):
         raise bad_request(
             f"the body of {name} must be a JSON object, e.g. "
@@ -149,7 +186,7 @@ async def read_command(request: web.Request, name: CommandName) -> StrictBody:
         problems = problems_from_validation(exc)
         raise ProblemError(
             422,
-            f"the {name} body is not valid: " + "; ".join(str(p) for p in problems),
+            f"the {name} body is not valid: " + summary(problems),
             slug="invalid-body",
             title="Invalid command body",
             errors=problems,
@@ -226,9 +263,10 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"-?\d{1,16}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"-?[0-9]{1,16}", raw) or not low <= int(raw) <= high:
         raise bad_request(
-            f"{name} must be a whole number from {low} to {high}, not {raw!r}", f"query.{name}"
+            f"{name} must be a whole number (ASCII digits) from {low} to {high}, not {shown(raw)}",
+            f"query.{name}",
         )
     return int(raw)
 
@@ -242,7 +280,7 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
             phase = Phase(request.query["phase"])
         except ValueError:
             raise bad_request(
-                f"unknown phase {request.query['phase']!r}; expected one of "
+                f"unknown phase {shown(request.query['phase'])}; expected one of "
                 + ", ".join(p.value for p in Phase),
                 "query.phase",
             ) from None
@@ -251,13 +289,14 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
     before = request.query.get("before")
     if before is not None and not ID_PATTERN.match(before):
         raise bad_request(
-            f"before must be a rollout id (22 hex digits), not {before!r}", "query.before"
+            f"before must be a rollout id (22 hex digits), not {shown(before)}", "query.before"
         )
     try:
         page = await store.list(phase=phase, target=target, limit=limit + 1, before=before)
     except NotFound:  # a well-formed cursor naming nothing: like a page that is not there
         raise ProblemError(
-            404, f"before names no rollout: {before!r}; pass next_before from a previous page"
+            404,
+            f"before names no rollout: {shown(before)}; pass next_before from a previous page",
         ) from None
     more = len(page) > limit
     page = page[:limit]
@@ -281,9 +320,10 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None:  # a reconnecting event stream says where it stopped
         value = last_id.strip()
-        if not re.fullmatch(r"\d{1,15}", value):
+        if not re.fullmatch(r"[0-9]{1,15}", value):
             raise bad_request(
-                f"Last-Event-ID must be an event's seq (a whole number), not {last_id!r}",
+                f"Last-Event-ID must be an event's seq (a whole number in ASCII digits), not "
+                f"{shown(last_id)}",
                 "header.Last-Event-ID",
             )
         after = int(value)
