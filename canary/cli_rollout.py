@@ -115,6 +115,9 @@ def emit_json(data: Any) -> None:
 
 
 def describe_rollout(r: dict[str, Any]) -> str:
+    quarantine = r.get("quarantine")
+    if quarantine:  # its stored record no longer validates: the daemon does not run it
+        return f"{r['id']}  {r['name']}  {r['phase']}  QUARANTINED: {quarantine['error']}"
     text = (
         f"{r['id']}  {r['name']}  {r['phase']}  step {r['step']}/{r['steps']}  "
         f"canary {r['weight']:g}%"
@@ -291,6 +294,8 @@ def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
         emit_json(r)
         return
     click.echo(describe_rollout(r))
+    if r.get("quarantine"):
+        click.echo(f"  what to do: {r['quarantine']['fix']}")
     for t in r["targets"]:
         stable = t["stable"] or "?"
         click.echo(f"  {t['key']}: stable {stable}, canary {t['weight']:g}%")
