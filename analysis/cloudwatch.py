@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
 from config import metricmath
 from config.templates import TemplateError, render
+from strategies.base import StrategyError
+from strategies.errortext import one_line, reduce_error
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 LAMBDA = "AWS/Lambda"
@@ -273,12 +275,16 @@ class CloudWatchProvider:
                 page = await self.aws.call(
                     "cloudwatch", "get_metric_data", region=region, role_arn=role_arn, **params
                 )
-            except Exception as exc:
+            except StrategyError as exc:  # already one line (strategies.aws.translate)
                 raise ProviderError(str(exc)) from None
+            except Exception as exc:
+                raise ProviderError(reduce_error(type(exc).__name__, str(exc))) from None
             for result in page.get("MetricDataResults", []):
                 status = result.get("StatusCode")
                 if status in ("InternalError", "Forbidden"):
-                    messages = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    messages = one_line(
+                        "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    )
                     raise ProviderError(
                         f"GetMetricData answered {status} for {result['Id']}: {messages}"
                     )

@@ -39,6 +39,7 @@ from urllib3.util.retry import Retry
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
 from config.spec import PresetOptions
 from config.templates import TemplateError, render
+from strategies.errortext import one_line, reduce_error
 
 DEFAULT_OPTIONS = PresetOptions()
 
@@ -174,18 +175,21 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
 def describe_failure(exc: Exception, url: str, timeout: float) -> str:
-    """Why a call failed, in one line, without the noise of nested exception reprs."""
+    """Why a call failed, in one line, without the noise of nested exception reprs (a
+    proxy's HTML error page included: ``strategies.errortext``)."""
     text = str(exc)
     if isinstance(exc, PrometheusApiClientException):
         match = _STATUS.match(text)
         if match is None:
-            return text
+            return reduce_error(None, text, url=url)
         status, raw = int(match.group(1)), match.group(2)
         try:
             body = json.loads(ast.literal_eval(raw))
             detail = f": {body.get('errorType', '')} {body.get('error', '')}".rstrip()
         except (ValueError, SyntaxError, TypeError, AttributeError):
-            detail = ""
+            body = _literal(raw)  # not Prometheus' JSON: a proxy's page, say
+            detail = f": {reduce_error(None, body, url=url, status=status)}" if body else ""
+        detail = one_line(detail)
         if status in (401, 403):
             return f"HTTP {status} from {url}: check the CANARY_PROMETHEUS_* credentials"
         if status in (400, 422):
@@ -201,7 +205,18 @@ def describe_failure(exc: Exception, url: str, timeout: float) -> str:
         return (
             f"cannot connect to {url}: {found.group(1).strip() if found else 'connection failed'}"
         )
-    return f"{type(exc).__name__}: {text}"
+    return reduce_error(type(exc).__name__, text, url=url)
+
+
+def _literal(raw: str) -> str:
+    """The body text inside the client's ``b'...'`` repr (the repr itself if it is not one)."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 # ---------------------------------------------------------------- the provider
@@ -265,7 +280,8 @@ class PrometheusProvider:
         except (PrometheusApiClientException, requests.exceptions.RequestException) as exc:
             raise ProviderError(describe_failure(exc, self.url, self.options.timeout)) from None
         except ValueError as exc:  # a body that is not JSON
-            raise ProviderError(f"unexpected answer from {self.url}: {exc}") from None
+            said = reduce_error(None, str(exc), url=self.url)
+            raise ProviderError(f"unexpected answer from {self.url}: {said}") from None
 
     async def _measure(self, query: MetricQuery, window: Window) -> Measurement:
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from aiohttp import ClientSession, web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -648,3 +649,25 @@ async def test_an_answer_not_in_the_api_shape_is_an_error_not_a_crash() -> None:
         answer = await ask(PrometheusOptions(url=url))
     assert isinstance(answer, ProviderError)
     assert "unexpected answer from" in str(answer)
+
+
+NGINX_502 = """<html>
+<head><title>502 Bad Gateway</title></head>
+<body>
+<center><h1>502 Bad Gateway</h1></center>
+<hr><center>nginx/1.25.3</center>
+</body>
+</html>
+"""
+
+
+async def test_a_proxys_html_error_page_is_one_line_and_logged_whole_at_debug() -> None:
+    async def gateway(request: web.Request) -> web.Response:
+        return web.Response(status=502, text=NGINX_502, content_type="text/html")
+
+    async with local_server("/api/v1/query", gateway) as url:
+        with structlog.testing.capture_logs() as logged:
+            answer = await ask(PrometheusOptions(url=url))
+    assert isinstance(answer, ProviderError)
+    assert str(answer) == f"HTTP 502 from {url}: 502 Bad Gateway"
+    assert [e["body"] for e in logged if e["event"] == "backend.error_body"] == [NGINX_502]

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog.testing
 from botocore.stub import Stubber
 from motohelpers import DUMMY, REGION, Moto
 
@@ -406,3 +407,36 @@ async def test_a_preset_on_a_target_that_is_not_lambda_is_an_error() -> None:
     assert all(
         isinstance(r, ProviderError) and "needs a lambda-alias target" in str(r) for r in results
     )
+
+
+async def test_an_html_error_page_from_the_backend_is_one_line_in_the_verdict(
+    moto: Moto, aws: AwsClients
+) -> None:
+    # moto cannot compute a p95: GetMetricData answers 500 with a multi-line HTML page. The
+    # gate's explanation (and so every event and the rollback reason) carries one line of
+    # it; the whole page goes to the debug log.
+    moto.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Duration",
+                "Dimensions": dimensions(v),
+                "Value": 300.0,
+                "Timestamp": NOW - timedelta(seconds=5),  # inside the gate's window
+            }
+            for v in ("1", "2")
+        ],
+    )
+    with structlog.testing.capture_logs() as logged:
+        [result] = await judge(
+            [gate(name="p95", preset="lambda-p95-duration", max=800)], CloudWatchProvider(aws)
+        )
+    assert result.verdict == Verdict.ERROR
+    assert "cloudwatch:GetMetricData failed, AWS answered 500 Internal Server Error" in (
+        result.explanation
+    )
+    assert "\n" not in result.explanation
+    assert "<" not in result.explanation
+    bodies = [e["body"] for e in logged if e["event"] == "backend.error_body"]
+    assert bodies
+    assert all("<!doctype html>" in b for b in bodies)
