@@ -38,6 +38,8 @@ from canary.client import (
     StreamEvent,
     StreamLost,
     Unreachable,
+    check_rollout_id,
+    check_url,
 )
 from canary.model import Event
 from canary.timeline import QUIET, describe, offset
@@ -65,11 +67,18 @@ def _hint(error: ApiError) -> str:
     return ""
 
 
-def run_api(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; API errors and unreachable daemons become exit codes with a message."""
+def run_api(coro: Coroutine[Any, Any, T], output: str = "text") -> T:
+    """Run ``coro``; API errors and unreachable daemons become exit codes with a message.
+
+    With ``--output json`` the refusal is also printed on stdout as a problem (RFC 9457,
+    as the daemon sent it: a busy target's problem names the live rollout's id), so a
+    script reading stdout always gets JSON.
+    """
     try:
         return asyncio.run(coro)
     except ApiError as exc:
+        if output == "json":
+            emit_json({"status": exc.status} | exc.problem)
         if exc.errors:  # one line per problem, each with its field's path
             raise Exit(
                 exit_code_of(exc),
@@ -78,7 +87,34 @@ def run_api(coro: Coroutine[Any, Any, T]) -> T:
             ) from None
         raise Exit(exit_code_of(exc), f"error: {exc}{_hint(exc)}") from None
     except Unreachable as exc:
+        if output == "json":
+            emit_json(
+                {
+                    "type": "urn:canary:problem:unreachable",
+                    "title": "The daemon could not be reached",
+                    "detail": str(exc),
+                }
+            )
         raise Exit(EXIT_UNREACHABLE, f"error: {exc}; check --url / CANARY_URL") from None
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    why = check_url(value)
+    if why is not None:
+        raise click.BadParameter(f"{value!r} is not the daemon's address: {why}")
+    return value
+
+
+def _rollout_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    why = check_rollout_id(value)
+    if why is not None:
+        raise click.BadParameter(f"{value!r} is not a rollout id: {why}")
+    return value
+
+
+def rollout_id_argument(func: F) -> F:
+    """The ROLLOUT_ID argument, checked before any request (an id never names a route)."""
+    return click.argument("rollout_id", callback=_rollout_id)(func)
 
 
 def connection(func: F) -> F:
@@ -89,6 +125,7 @@ def connection(func: F) -> F:
             envvar="CANARY_URL",
             default=DEFAULT_URL,
             show_default=True,
+            callback=_url,
             help="the daemon's address [env CANARY_URL]",
         ),
         click.option(
@@ -265,7 +302,7 @@ def start(
             report_end(final, output)
             return outcome_code(final)
 
-    sys.exit(run_api(go()))
+    sys.exit(run_api(go(), output))
 
 
 def _duration(text: str) -> float:
@@ -279,7 +316,7 @@ def _duration(text: str) -> float:
 
 
 @rollout.command()
-@click.argument("rollout_id")
+@rollout_id_argument
 @connection
 @friendly
 def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
@@ -289,7 +326,7 @@ def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
         async with Client(url, token) as client:
             return await client.get(rollout_id)
 
-    r = run_api(go())
+    r = run_api(go(), output)
     if output == "json":
         emit_json(r)
         return
@@ -322,7 +359,7 @@ def list_(
         async with Client(url, token) as client:
             return await client.list_rollouts(**params)
 
-    page = run_api(go())
+    page = run_api(go(), output)
     if output == "json":
         emit_json(page)
         return
@@ -345,7 +382,7 @@ def operate_command(
             async with Client(url, token) as client:
                 return await client.command(rollout_id, name, body(**given))
 
-        r = run_api(go())
+        r = run_api(go(), output)
         if output == "json":
             emit_json(r)
         else:
@@ -355,7 +392,7 @@ def operate_command(
     command: Callable[..., Any] = connection(friendly(run))
     for option in reversed(options):
         command = option(command)
-    rollout.command(name=name)(click.argument("rollout_id")(command))
+    rollout.command(name=name)(rollout_id_argument(command))
 
 
 operate_command(
@@ -382,7 +419,7 @@ operate_command(
 
 
 @rollout.command()
-@click.argument("rollout_id")
+@rollout_id_argument
 @click.option("--follow", "follow_", is_flag=True, help="keep printing until it ends; exit 0/1")
 @click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
 @connection
@@ -405,4 +442,4 @@ def events(
                 click.echo(f"final: {describe_rollout(final)}")
             return outcome_code(final)
 
-    sys.exit(run_api(go()))
+    sys.exit(run_api(go(), output))
