@@ -1,11 +1,14 @@
 """``canary rollout ...``: the API from a terminal or a CI job.
 
 A CI job branches on the exit code, so each outcome has its own: 0 the rollout succeeded
-(or the command was applied), 1 it rolled back or failed (or the daemon refused the
-command in the rollout's phase), 2 bad usage or an invalid spec, 3 ``--wait`` ran out of
-``--timeout`` (the rollout goes on), 4 the daemon could not be reached or refused the
-token. ``--wait`` survives a daemon restart: it reconnects the event stream where it left
-off until the rollout ends or the timeout passes.
+(or the command was applied), 1 it rolled back or failed (or the daemon refused with a
+409: busy target, command refused in the rollout's phase, quarantined rollout), 2 bad
+usage (a malformed rollout id or ``--url`` included) or an invalid spec, 3 ``--wait`` ran
+out of ``--timeout`` (the rollout goes on), 4 the daemon could not be reached or refused the
+token. With ``--output json`` stdout is always JSON, a refusal included (the daemon's
+problem). ``--wait`` survives a daemon restart: it reconnects the event stream where it
+left off until the rollout ends or the timeout passes. A rollout id is checked before any
+request and escaped into the path, so no argument can reach another route.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ T = TypeVar("T")
 def exit_code_of(error: ApiError) -> int:
     if error.status in (401, 403):
         return EXIT_UNREACHABLE
-    if error.status in (400, 404, 413, 422):
+    if error.status in (400, 404, 405, 406, 413, 415, 422):
         return EXIT_USAGE
     if error.status in (502, 503, 504):
         return EXIT_UNREACHABLE
@@ -253,8 +256,9 @@ def rollout() -> None:
     """Start, watch and steer rollouts through the daemon's API.
 
     \b
-    Exit codes: 0 succeeded (or done), 1 rolled back / failed / refused,
-    2 usage or invalid spec, 3 --wait timed out, 4 daemon unreachable or token refused.
+    Exit codes: 0 succeeded (or done), 1 rolled back / failed / refused (409),
+    2 usage, bad id or --url, invalid spec, 3 --wait timed out,
+    4 daemon unreachable or token refused.
     """
 
 
