@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Protocol
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
 from config import metricmath
 from config.templates import TemplateError, render
-from strategies.base import StrategyError
 from strategies.errortext import one_line, reduce_error
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
@@ -275,10 +274,8 @@ class CloudWatchProvider:
                 page = await self.aws.call(
                     "cloudwatch", "get_metric_data", region=region, role_arn=role_arn, **params
                 )
-            except StrategyError as exc:  # already one line (strategies.aws.translate)
-                raise ProviderError(str(exc)) from None
-            except Exception as exc:
-                raise ProviderError(reduce_error(type(exc).__name__, str(exc))) from None
+            except Exception as exc:  # worded by strategies.aws.translate, in one line
+                raise ProviderError(reduce_error(None, str(exc))) from None
             for result in page.get("MetricDataResults", []):
                 status = result.get("StatusCode")
                 if status in ("InternalError", "Forbidden"):
