@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from canary.model import (
     Counters,
@@ -517,7 +518,12 @@ class StoreContract:
         assert [r.id for r in await store.list(phase=Phase.BAKING)] == [bad.id]
         assert [r.id for r in await store.list(target=lambda_key("bad"))] == [bad.id]
         assert await store.list(before=bad.id) == [ok]
-        assert await store.live() == [ok]
+        with structlog.testing.capture_logs() as logged:
+            assert await store.live() == [ok]
+            assert await store.live() == [ok]
+        warned = [e for e in logged if e["event"] == "rollout.quarantined"]
+        assert [(e["rollout_id"], e["log_level"]) for e in warned] == [(bad.id, "warning")]
+        assert "Infinitys" in warned[0]["error"]
 
     async def test_a_quarantined_rollout_keeps_its_targets_and_key(
         self, store: Store, corrupt: Corrupt

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import structlog
 from pydantic import ValidationError
 
 from canary.model import Event, NewEvent, Phase, Rollout
@@ -96,6 +97,8 @@ class Unreadable(NotFound):
         self.quarantined = quarantined
 
 
+log = structlog.get_logger("canary.store")
+
 MAX_ERROR = 500  # characters of a quarantined record's error kept in the message
 
 
@@ -149,6 +152,25 @@ def read_record(
         and math.isfinite(weight)
         else 0.0,
     )
+
+
+def runnable_only(
+    found: Sequence[Rollout | Quarantined], reported: set[str]
+) -> builtins.list[Rollout]:
+    """The valid rollouts of ``found`` (what ``live`` returns); each quarantined one is
+    logged as a warning the first time this store leaves it out (ids in ``reported``)."""
+    for q in found:
+        if isinstance(q, Quarantined) and q.id not in reported:
+            reported.add(q.id)
+            log.warning(
+                "rollout.quarantined",
+                rollout_id=q.id,
+                rollout=q.name,
+                phase=q.phase,
+                error=q.error,
+                detail="not run; its traffic is left as it is; abort it to roll it back",
+            )
+    return [r for r in found if isinstance(r, Rollout)]
 
 
 def runnable(found: Rollout | Quarantined) -> Rollout:

@@ -27,6 +27,7 @@ from canary.store.base import (
     TargetBusy,
     read_record,
     runnable,
+    runnable_only,
 )
 
 
@@ -42,6 +43,7 @@ class MemoryStore:
         # write ever await in between.
         self._lock = asyncio.Lock()
         self._closed = False
+        self._reported: set[str] = set()  # quarantined rollouts already logged by live()
 
     async def create(
         self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
@@ -108,10 +110,8 @@ class MemoryStore:
 
     async def live(self) -> builtins.list[Rollout]:
         self._check_open()
-        return sorted(
-            (r for r in self._rollouts.values() if isinstance(r, Rollout) and r.phase.live),
-            key=lambda r: (r.created_at, r.id),
-        )
+        live = [r for r in self._rollouts.values() if _is_live(r)]
+        return runnable_only(sorted(live, key=lambda r: (r.created_at, r.id)), self._reported)
 
     async def find_by_key(self, idempotency_key: str) -> Rollout | None:
         self._check_open()
@@ -226,6 +226,10 @@ class MemoryStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the memory store is closed")
+
+
+def _is_live(r: Rollout | Quarantined) -> bool:
+    return r.live if isinstance(r, Quarantined) else r.phase.live
 
 
 def _target_keys(r: Rollout | Quarantined) -> set[str]:

@@ -48,6 +48,7 @@ from canary.store.base import (
     TargetBusy,
     read_record,
     runnable,
+    runnable_only,
 )
 
 _T = TypeVar("_T")
@@ -115,6 +116,7 @@ class SQLiteStore:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-sqlite")
         self._db: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
+        self._reported: set[str] = set()  # quarantined rollouts already logged by live()
 
     @property
     def path(self) -> Path:
@@ -146,7 +148,8 @@ class SQLiteStore:
         return await self._run(lambda db: _list(db, phase, target, limit, before))
 
     async def live(self) -> builtins.list[Rollout]:
-        return await self._run(_live)
+        found = await self._run(_live)
+        return runnable_only(found, self._reported)
 
     async def resolve(
         self,
@@ -450,10 +453,9 @@ def _list(
     return [_read(db, row) for row in db.execute(sql, params).fetchall()]
 
 
-def _live(db: sqlite3.Connection) -> list[Rollout]:
+def _live(db: sqlite3.Connection) -> list[Rollout | Quarantined]:
     rows = db.execute(f"{_RECORD} WHERE live = 1 ORDER BY created_at, id").fetchall()
-    found = [_read(db, row) for row in rows]
-    return [r for r in found if isinstance(r, Rollout)]
+    return [_read(db, row) for row in rows]
 
 
 def _find_by_key(db: sqlite3.Connection, key: str) -> Rollout | None:

@@ -149,3 +149,4 @@ def test_a_record_that_no_longer_validates_is_quarantined_not_fatal(
     finally:
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.log()
+    assert "rollout.quarantined" in daemon.log()  # the operator is told at start
