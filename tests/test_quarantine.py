@@ -11,10 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from store_contract import T0, lambda_key, make_rollout, new_events
+from store_contract import T0, document, lambda_key, make_rollout, new_events, with_infinite_bake
 
 from canary import quarantine
+from canary.clock import VirtualClock
+from canary.engine import Engine, EngineOptions
 from canary.model import Phase, Rollout, TargetState
+from canary.simulate import drive
 from canary.store import MemoryStore, Quarantined, TargetBusy, Unreadable
 from strategies.base import TemporaryError
 from strategies.memory import MemoryFleet
@@ -173,3 +176,52 @@ async def test_the_view_of_an_unparseable_record_has_every_summary_field(
     )
     with pytest.raises(Unreadable):
         await store.get(r.id)
+
+
+@pytest.mark.parametrize(
+    ("where", "stored", "named"),
+    [
+        (("steps", 0, "bake"), "Infinitys", "document.spec.steps[0].bake: 'Infinitys'"),
+        (("steps", 0, "bake"), "NaNs", "document.spec.steps[0].bake: 'NaNs'"),
+        (("analysis", "interval"), "NaNs", "document.spec.analysis.interval: 'NaNs'"),
+    ],
+)
+async def test_each_stored_form_of_issue_8_is_quarantined_naming_the_field(
+    store: MemoryStore, where: tuple[str | int, ...], stored: str, named: str
+) -> None:
+    r, _ = await store.create(make_rollout("checkout"), [], T0)
+    data = json.loads(r.model_dump_json())
+    spec = data["document"]["spec"]
+    for key in where[:-1]:
+        spec = spec[key]
+    spec[where[-1]] = stored
+
+    found = store.replace_record(r.id, json.dumps(data))
+
+    assert isinstance(found, Quarantined)
+    assert named in found.error
+    assert await store.live() == []
+
+
+async def test_a_record_that_breaks_while_its_rollout_runs_stops_its_task(
+    store: MemoryStore,
+) -> None:
+    fleet = MemoryFleet(stable="1")
+    clock = VirtualClock(T0)
+    engine = Engine(store, clock, fleet.factory, {}, options=EngineOptions(step_retry=1.0))
+    await engine.start()
+    try:
+        doc = document("checkout", steps=[{"weight": 10, "bake": "1h"}, {"weight": 100}])
+        r = await engine.submit(doc, actor="ci")
+        await drive(engine, clock, until=T0 + timedelta(minutes=10))
+        r = await store.get(r.id)
+        assert (r.phase, r.weight) == (Phase.BAKING, 10.0)
+
+        store.replace_record(r.id, with_infinite_bake(r))
+        await drive(engine, clock, until=T0 + timedelta(hours=2))
+
+        assert not engine.active(), "dropped, not retried forever"
+        assert fleet.backend(lambda_key("checkout")).extra_weight == 10.0  # left alone
+        assert await store.live() == []
+    finally:
+        await engine.stop()
