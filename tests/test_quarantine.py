@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from api_rig import ApiRig, auth, spec_data
 from store_contract import T0, document, lambda_key, make_rollout, new_events, with_infinite_bake
 
 from canary import quarantine
@@ -225,3 +226,42 @@ async def test_a_record_that_breaks_while_its_rollout_runs_stops_its_task(
         assert await store.live() == []
     finally:
         await engine.stop()
+
+
+async def test_the_api_never_answers_500_for_a_quarantined_rollout() -> None:
+    store = MemoryStore()
+    async with ApiRig(store=store) as rig:
+        spec = spec_data(build="77", steps=[{"weight": 10, "bake": "1h"}, {"weight": 100}])
+        started = await rig.client.post("/api/v1/rollouts", json=spec, headers=auth("ci"))
+        r = await rig.wait_phase((await started.json())["id"], Phase.BAKING)
+        broken(store, r)
+        client = rig.client
+
+        listed = await client.get("/api/v1/rollouts", headers=auth("reader"))
+        one = await client.get(f"/api/v1/rollouts/{r.id}", headers=auth("reader"))
+        events = await client.get(f"/api/v1/rollouts/{r.id}/events", headers=auth("reader"))
+        retried = await client.post("/api/v1/rollouts", json=spec, headers=auth("ci"))
+        paused = await client.post(f"/api/v1/rollouts/{r.id}/pause", json={}, headers=auth("ana"))
+        aborted = await client.post(
+            f"/api/v1/rollouts/{r.id}/abort", json={"reason": "bad record"}, headers=auth("ana")
+        )
+
+        assert [x.status for x in (listed, one, events, retried, paused, aborted)] == [
+            200,
+            200,
+            200,
+            409,
+            409,
+            200,
+        ]
+        [item] = (await listed.json())["items"]
+        assert "Infinitys" in item["quarantine"]["error"]
+        assert (await one.json())["phase"] == "baking"
+        problem = await retried.json()
+        assert problem["type"] == "urn:canary:problem:rollout-quarantined"
+        assert problem["rollout_id"] == r.id
+        assert "idempotency key 'build:checkout:77' started it" in problem["detail"]
+        assert "only abort" in (await paused.json())["detail"]
+        done = await aborted.json()
+        assert (done["phase"], done["live"]) == ("rolled_back", False)
+        assert rig.fleet.backend(r.targets[0].key).extra is None
