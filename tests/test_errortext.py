@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
+import structlog
+import structlog.testing
 
 from strategies.errortext import MAX_LINE, one_line, reduce_error
+
+
+@contextmanager
+def debug_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every log event, debug included, whatever level an earlier test configured."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logged:
+            yield logged
+    finally:
+        structlog.configure(**before)
+
 
 MOTO_500 = """<!doctype html>
 <html lang=en>
@@ -53,3 +73,12 @@ def test_reduce_error_gives_the_code_and_one_line(
     code: str | int | None, body: str, text: str
 ) -> None:
     assert reduce_error(code, body) == text
+
+
+def test_the_whole_body_goes_to_the_debug_log() -> None:
+    with debug_logs() as logged:
+        reduce_error(500, MOTO_500, action="cloudwatch:GetMetricData")
+    [event] = [e for e in logged if e["event"] == "backend.error_body"]
+    assert event["body"] == MOTO_500
+    assert event["log_level"] == "debug"
+    assert event["action"] == "cloudwatch:GetMetricData"

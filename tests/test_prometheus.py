@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog.testing
 from aiohttp import ClientSession, web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import document, lambda_target
 from promserver import Behaviour, PrometheusServer, TrafficApp, WebConfig
+from test_errortext import debug_logs
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Verdict, Window
 from analysis.gates import EvaluationContext, evaluate
@@ -666,7 +666,7 @@ async def test_a_proxys_html_error_page_is_one_line_and_logged_whole_at_debug() 
         return web.Response(status=502, text=NGINX_502, content_type="text/html")
 
     async with local_server("/api/v1/query", gateway) as url:
-        with structlog.testing.capture_logs() as logged:
+        with debug_logs() as logged:
             answer = await ask(PrometheusOptions(url=url))
     assert isinstance(answer, ProviderError)
     assert str(answer) == f"HTTP 502 from {url}: 502 Bad Gateway"

@@ -16,9 +16,9 @@ from typing import Any
 
 import boto3
 import pytest
-import structlog.testing
 from botocore.stub import Stubber
 from motohelpers import DUMMY, REGION, Moto
+from test_errortext import debug_logs
 
 from analysis.base import Measurement, ProviderError, Verdict, Window
 from analysis.cloudwatch import CloudWatchProvider, aligned
@@ -427,7 +427,7 @@ async def test_an_html_error_page_from_the_backend_is_one_line_in_the_verdict(
             for v in ("1", "2")
         ],
     )
-    with structlog.testing.capture_logs() as logged:
+    with debug_logs() as logged:
         [result] = await judge(
             [gate(name="p95", preset="lambda-p95-duration", max=800)], CloudWatchProvider(aws)
         )
