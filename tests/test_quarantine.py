@@ -67,10 +67,12 @@ async def test_abort_rolls_every_target_back_and_ends_it(store: MemoryStore) -> 
 
     done = await abort(store, fleet, q)
 
-    assert (done.phase, done.live) == ("rolled_back", False)
+    assert (done.phase, done.live, done.weight) == ("rolled_back", False, 0.0)
+    assert quarantine.summary(done)["weight"] == 0.0
     assert [(b.primary, b.extra) for b in fleet.backends.values()] == [("1", None)] * 2
     events = await store.events(r.id)
     assert [e.kind for e in events[-2:]] == ["command.abort", "rollout.rolled_back"]
+    assert [e.weight for e in events[-2:]] == [10.0, 0.0]  # aborted at 10%, then 0%
     assert events[-2].actor == "ana"
     assert "Infinitys" in events[-2].message
     assert set(events[-1].data["restored"]) == {lambda_key("checkout"), lambda_key("payments")}

@@ -17,7 +17,7 @@ import builtins
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -154,6 +154,30 @@ def read_record(
     )
 
 
+def resolved(q: Quarantined, phase: Phase, reason: str, at: datetime) -> Quarantined:
+    """``q`` as ``Store.resolve`` stores it: the phase, reason, version and update time
+    changed, in the raw record too when it is a JSON object; the rest as it was stored.
+    A rolled back rollout serves no canary traffic: its weight is 0."""
+    changes: dict[str, Any] = {
+        "phase": phase.value,
+        "reason": reason,
+        "version": q.version + 1,
+        "updated_at": at.astimezone(UTC).isoformat(),
+    }
+    if phase == Phase.ROLLED_BACK:
+        changes["weight"] = 0.0
+    record = q.record | changes if isinstance(q.record, dict) else q.record
+    return replace(
+        q,
+        phase=phase.value,
+        live=phase.live,
+        version=q.version + 1,
+        updated_at=at,
+        record=record,
+        weight=0.0 if phase == Phase.ROLLED_BACK else q.weight,
+    )
+
+
 def runnable_only(
     found: Sequence[Rollout | Quarantined], reported: set[str]
 ) -> builtins.list[Rollout]:
@@ -265,8 +289,9 @@ class Store(Protocol):
         events: Sequence[NewEvent],
         at: datetime,
     ) -> tuple[Quarantined, builtins.list[Event]]:
-        """Record what was done to a quarantined rollout (an abort): its new phase and reason,
-        and ``events`` (step and weight default to the quarantined record's own).
+        """Record what was done to a quarantined rollout (an abort): its new phase and reason
+        (weight 0 once rolled back), and ``events`` (step and weight default to those of
+        ``quarantined``, as it was before).
 
         Compare-and-swap on ``quarantined.version`` like ``save`` (``StaleWrite``, or
         ``NotFound``); a terminal ``phase`` releases its targets. The record stays as it is

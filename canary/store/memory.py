@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from canary.model import Event, NewEvent, Phase, Rollout
@@ -26,6 +25,7 @@ from canary.store.base import (
     StoreError,
     TargetBusy,
     read_record,
+    resolved,
     runnable,
     runnable_only,
 )
@@ -130,27 +130,11 @@ class MemoryStore:
             current = self._find(quarantined.id)
             if current.version != quarantined.version:
                 raise StaleWrite(quarantined.id, quarantined.version, current.version)
-            version = quarantined.version + 1
-            record = quarantined.record
-            if isinstance(record, dict):  # the record's own phase follows, as in SQLite
-                record = record | {
-                    "phase": phase.value,
-                    "reason": reason,
-                    "version": version,
-                    "updated_at": at.isoformat(),
-                }
-            stored = replace(
-                quarantined,
-                phase=phase.value,
-                live=phase.live,
-                version=version,
-                updated_at=at,
-                record=record,
-            )
+            stored = resolved(quarantined, phase, reason, at)
             self._rollouts[stored.id] = stored
             if phase.terminal:
                 self._release(stored.id, stored.targets)
-            return stored, self._append(stored, events, at)
+            return stored, self._append(quarantined, events, at)
 
     def replace_record(self, rollout_id: str, text: str) -> Rollout | Quarantined:
         """Replace a rollout's record by stored JSON ``text`` and read it back as the

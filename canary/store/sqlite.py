@@ -47,6 +47,7 @@ from canary.store.base import (
     StoreError,
     TargetBusy,
     read_record,
+    resolved,
     runnable,
     runnable_only,
 )
@@ -471,24 +472,8 @@ def _resolve(
     events: Sequence[NewEvent],
     at: datetime,
 ) -> tuple[Quarantined, list[Event]]:
-    version = quarantined.version + 1
-    record = quarantined.record
-    if isinstance(record, dict):  # keep the record's own phase in step with the column
-        record = record | {
-            "phase": phase.value,
-            "reason": reason,
-            "version": version,
-            "updated_at": _iso(at),
-        }
-    text = record if isinstance(record, str) else json.dumps(record)
-    stored = replace(
-        quarantined,
-        phase=phase.value,
-        live=phase.live,
-        version=version,
-        updated_at=at,
-        record=record,
-    )
+    stored = resolved(quarantined, phase, reason, at)
+    text = stored.record if isinstance(stored.record, str) else json.dumps(stored.record)
     with _transaction(db):
         row = db.execute("SELECT version FROM rollouts WHERE id = ?", (quarantined.id,)).fetchone()
         if row is None:
@@ -498,14 +483,14 @@ def _resolve(
         db.execute(
             "UPDATE rollouts SET phase = ?, live = ?, version = ?, updated_at = ?, record = ?"
             " WHERE id = ?",
-            (phase.value, phase.live, version, _iso(at), text, quarantined.id),
+            (phase.value, phase.live, stored.version, _iso(at), text, quarantined.id),
         )
         if phase.terminal:
             db.execute("DELETE FROM target_claims WHERE rollout_id = ?", (quarantined.id,))
         (last,) = db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (quarantined.id,)
         ).fetchone()
-        return stored, _append(db, stored, events, at, first=last + 1)
+        return stored, _append(db, quarantined, events, at, first=last + 1)
 
 
 def _events(db: sqlite3.Connection, rollout_id: str, after: int, limit: int) -> list[Event]:
