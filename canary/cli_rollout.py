@@ -437,10 +437,13 @@ def events(
         async with Client(url, token) as client:
             r = await client.get(rollout_id)
             progress = Progress(r, verbose=verbose, json_lines=output == "json")
-            if not follow_:
+            if not follow_ or r.get("quarantine"):  # a quarantined rollout is never run
                 for data in await client.events(rollout_id):
                     progress.show(data)
-                return EXIT_OK
+                if not follow_:
+                    return EXIT_OK
+                click.echo(f"{describe_rollout(r)}: nothing to follow", err=True)
+                return EXIT_OUTCOME if r["live"] else outcome_code(r)
             final = await follow(client, r, progress, limit=None, output="text")
             if output == "text":
                 click.echo(f"final: {describe_rollout(final)}")

@@ -135,6 +135,12 @@ def test_a_record_that_no_longer_validates_is_quarantined_not_fatal(
         assert "QUARANTINED" in line
         assert "Infinitys" in line
 
+        followed = cli(daemon, "events", broken.id, "--follow")
+        assert followed.returncode == 1, "it is never run: it would never end"
+        assert "created by older-canary" in followed.stdout
+        assert "QUARANTINED" in followed.stderr
+        assert "nothing to follow" in followed.stderr
+
         # An abort rolls its alias back and ends it.
         aborted = cli(daemon, "abort", broken.id, "--reason", "bad record", "--output", "json")
         assert aborted.returncode == 0, aborted.stderr
