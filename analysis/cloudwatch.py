@@ -43,6 +43,7 @@ from config import metricmath
 from config.targets import StrictModel
 from config.templates import TemplateError, render
 from strategies.aws import AwsClients, from_settings
+from strategies.errortext import one_line, reduce_error
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
 LAMBDA = "AWS/Lambda"
@@ -299,12 +300,14 @@ class CloudWatchProvider:
                 page = await self.aws.call(
                     "cloudwatch", "get_metric_data", region=region, role_arn=role_arn, **params
                 )
-            except Exception as exc:
-                raise ProviderError(str(exc)) from None
+            except Exception as exc:  # worded by strategies.aws.translate, in one line
+                raise ProviderError(reduce_error(None, str(exc))) from None
             for result in page.get("MetricDataResults", []):
                 status = result.get("StatusCode")
                 if status in ("InternalError", "Forbidden"):
-                    messages = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    messages = one_line(
+                        "; ".join(m.get("Value", "") for m in result.get("Messages", []))
+                    )
                     raise ProviderError(
                         f"GetMetricData answered {status} for {result['Id']}: {messages}"
                     )

@@ -53,6 +53,7 @@ from analysis.base import Measurement, MetricQuery, ProviderError, Window
 from analysis.kind import Preset, ProviderKind, no_clients
 from config.targets import StrictModel
 from config.templates import TemplateError, render
+from strategies.errortext import one_line, reduce_error
 
 if TYPE_CHECKING:
     import requests
@@ -328,7 +329,8 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
 def describe_failure(exc: Exception, url: str, timeout: float) -> str:
-    """Why a call failed, in one line, without the noise of nested exception reprs."""
+    """Why a call failed, in one line, without the noise of nested exception reprs (a
+    proxy's HTML error page included: ``strategies.errortext``)."""
     import requests
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
@@ -336,13 +338,15 @@ def describe_failure(exc: Exception, url: str, timeout: float) -> str:
     if isinstance(exc, PrometheusApiClientException):
         match = _STATUS.match(text)
         if match is None:
-            return text
+            return reduce_error(None, text, url=url)
         status, raw = int(match.group(1)), match.group(2)
         try:
             body = json.loads(ast.literal_eval(raw))
             detail = f": {body.get('errorType', '')} {body.get('error', '')}".rstrip()
         except (ValueError, SyntaxError, TypeError, AttributeError):
-            detail = ""
+            body = _literal(raw)  # not Prometheus' JSON: a proxy's page, say
+            detail = f": {reduce_error(None, body, url=url, status=status)}" if body else ""
+        detail = one_line(detail)
         if status in (401, 403):
             return f"HTTP {status} from {url}: check the CANARY_PROMETHEUS_* credentials"
         if status in (400, 422):
@@ -358,7 +362,18 @@ def describe_failure(exc: Exception, url: str, timeout: float) -> str:
         return (
             f"cannot connect to {url}: {found.group(1).strip() if found else 'connection failed'}"
         )
-    return f"{type(exc).__name__}: {text}"
+    return reduce_error(type(exc).__name__, text, url=url)
+
+
+def _literal(raw: str) -> str:
+    """The body text inside the client's ``b'...'`` repr (the repr itself if it is not one)."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 # ---------------------------------------------------------------- the provider
@@ -429,7 +444,8 @@ class PrometheusProvider:
         except (PrometheusApiClientException, requests.exceptions.RequestException) as exc:
             raise ProviderError(describe_failure(exc, self.url, self.options.timeout)) from None
         except ValueError as exc:  # a body that is not JSON
-            raise ProviderError(f"unexpected answer from {self.url}: {exc}") from None
+            said = reduce_error(None, str(exc), url=self.url)
+            raise ProviderError(f"unexpected answer from {self.url}: {said}") from None
 
     async def _measure(self, query: MetricQuery, window: Window) -> Measurement:
         try:

@@ -1,11 +1,14 @@
 """``canary rollout ...``: the API from a terminal or a CI job.
 
 A CI job branches on the exit code, so each outcome has its own: 0 the rollout succeeded
-(or the command was applied), 1 it rolled back or failed (or the daemon refused the
-command in the rollout's phase), 2 bad usage or an invalid spec, 3 ``--wait`` ran out of
-``--timeout`` (the rollout goes on), 4 the daemon could not be reached or refused the
-token. ``--wait`` survives a daemon restart: it reconnects the event stream where it left
-off until the rollout ends or the timeout passes.
+(or the command was applied), 1 it rolled back or failed (or the daemon refused with a
+409: busy target, command refused in the rollout's phase, quarantined rollout), 2 bad
+usage (a malformed rollout id or ``--url`` included) or an invalid spec, 3 ``--wait`` ran
+out of ``--timeout`` (the rollout goes on), 4 the daemon could not be reached or refused the
+token. With ``--output json`` stdout is always JSON, a refusal included (the daemon's
+problem). ``--wait`` survives a daemon restart: it reconnects the event stream where it
+left off until the rollout ends or the timeout passes. A rollout id is checked before any
+request and escaped into the path, so no argument can reach another route.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from canary.client import (
     StreamEvent,
     StreamLost,
     Unreachable,
+    check_rollout_id,
+    check_url,
 )
 from canary.model import Event
 from canary.timeline import QUIET, describe, offset
@@ -50,7 +55,7 @@ T = TypeVar("T")
 def exit_code_of(error: ApiError) -> int:
     if error.status in (401, 403):
         return EXIT_UNREACHABLE
-    if error.status in (400, 404, 413, 422):
+    if error.status in (400, 404, 405, 406, 413, 415, 422):
         return EXIT_USAGE
     if error.status in (502, 503, 504):
         return EXIT_UNREACHABLE
@@ -65,11 +70,18 @@ def _hint(error: ApiError) -> str:
     return ""
 
 
-def run_api(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; API errors and unreachable daemons become exit codes with a message."""
+def run_api(coro: Coroutine[Any, Any, T], output: str = "text") -> T:
+    """Run ``coro``; API errors and unreachable daemons become exit codes with a message.
+
+    With ``--output json`` the refusal is also printed on stdout as a problem (RFC 9457,
+    as the daemon sent it: a busy target's problem names the live rollout's id), so a
+    script reading stdout always gets JSON.
+    """
     try:
         return asyncio.run(coro)
     except ApiError as exc:
+        if output == "json":
+            emit_json({"status": exc.status} | exc.problem)
         if exc.errors:  # one line per problem, each with its field's path
             raise Exit(
                 exit_code_of(exc),
@@ -78,7 +90,34 @@ def run_api(coro: Coroutine[Any, Any, T]) -> T:
             ) from None
         raise Exit(exit_code_of(exc), f"error: {exc}{_hint(exc)}") from None
     except Unreachable as exc:
+        if output == "json":
+            emit_json(
+                {
+                    "type": "urn:canary:problem:unreachable",
+                    "title": "The daemon could not be reached",
+                    "detail": str(exc),
+                }
+            )
         raise Exit(EXIT_UNREACHABLE, f"error: {exc}; check --url / CANARY_URL") from None
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    why = check_url(value)
+    if why is not None:
+        raise click.BadParameter(f"{value!r} is not the daemon's address: {why}")
+    return value
+
+
+def _rollout_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    why = check_rollout_id(value)
+    if why is not None:
+        raise click.BadParameter(f"{value!r} is not a rollout id: {why}")
+    return value
+
+
+def rollout_id_argument(func: F) -> F:
+    """The ROLLOUT_ID argument, checked before any request (an id never names a route)."""
+    return click.argument("rollout_id", callback=_rollout_id)(func)
 
 
 def connection(func: F) -> F:
@@ -89,6 +128,7 @@ def connection(func: F) -> F:
             envvar="CANARY_URL",
             default=DEFAULT_URL,
             show_default=True,
+            callback=_url,
             help="the daemon's address [env CANARY_URL]",
         ),
         click.option(
@@ -115,6 +155,9 @@ def emit_json(data: Any) -> None:
 
 
 def describe_rollout(r: dict[str, Any]) -> str:
+    quarantine = r.get("quarantine")
+    if quarantine:  # its stored record no longer validates: the daemon does not run it
+        return f"{r['id']}  {r['name']}  {r['phase']}  QUARANTINED: {quarantine['error']}"
     text = (
         f"{r['id']}  {r['name']}  {r['phase']}  step {r['step']}/{r['steps']}  "
         f"canary {r['weight']:g}%"
@@ -213,8 +256,9 @@ def rollout() -> None:
     """Start, watch and steer rollouts through the daemon's API.
 
     \b
-    Exit codes: 0 succeeded (or done), 1 rolled back / failed / refused,
-    2 usage or invalid spec, 3 --wait timed out, 4 daemon unreachable or token refused.
+    Exit codes: 0 succeeded (or done), 1 rolled back / failed / refused (409),
+    2 usage, bad id or --url, invalid spec, 3 --wait timed out,
+    4 daemon unreachable or token refused.
     """
 
 
@@ -262,7 +306,7 @@ def start(
             report_end(final, output)
             return outcome_code(final)
 
-    sys.exit(run_api(go()))
+    sys.exit(run_api(go(), output))
 
 
 def _duration(text: str) -> float:
@@ -276,7 +320,7 @@ def _duration(text: str) -> float:
 
 
 @rollout.command()
-@click.argument("rollout_id")
+@rollout_id_argument
 @connection
 @friendly
 def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
@@ -286,11 +330,13 @@ def status(rollout_id: str, url: str, token: str | None, output: str) -> None:
         async with Client(url, token) as client:
             return await client.get(rollout_id)
 
-    r = run_api(go())
+    r = run_api(go(), output)
     if output == "json":
         emit_json(r)
         return
     click.echo(describe_rollout(r))
+    if r.get("quarantine"):
+        click.echo(f"  what to do: {r['quarantine']['fix']}")
     for t in r["targets"]:
         stable = t["stable"] or "?"
         click.echo(f"  {t['key']}: stable {stable}, canary {t['weight']:g}%")
@@ -317,7 +363,7 @@ def list_(
         async with Client(url, token) as client:
             return await client.list_rollouts(**params)
 
-    page = run_api(go())
+    page = run_api(go(), output)
     if output == "json":
         emit_json(page)
         return
@@ -340,7 +386,7 @@ def operate_command(
             async with Client(url, token) as client:
                 return await client.command(rollout_id, name, body(**given))
 
-        r = run_api(go())
+        r = run_api(go(), output)
         if output == "json":
             emit_json(r)
         else:
@@ -350,7 +396,7 @@ def operate_command(
     command: Callable[..., Any] = connection(friendly(run))
     for option in reversed(options):
         command = option(command)
-    rollout.command(name=name)(click.argument("rollout_id")(command))
+    rollout.command(name=name)(rollout_id_argument(command))
 
 
 operate_command(
@@ -377,7 +423,7 @@ operate_command(
 
 
 @rollout.command()
-@click.argument("rollout_id")
+@rollout_id_argument
 @click.option("--follow", "follow_", is_flag=True, help="keep printing until it ends; exit 0/1")
 @click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
 @connection
@@ -391,13 +437,16 @@ def events(
         async with Client(url, token) as client:
             r = await client.get(rollout_id)
             progress = Progress(r, verbose=verbose, json_lines=output == "json")
-            if not follow_:
+            if not follow_ or r.get("quarantine"):  # a quarantined rollout is never run
                 for data in await client.events(rollout_id):
                     progress.show(data)
-                return EXIT_OK
+                if not follow_:
+                    return EXIT_OK
+                click.echo(f"{describe_rollout(r)}: nothing to follow", err=True)
+                return EXIT_OUTCOME if r["live"] else outcome_code(r)
             final = await follow(client, r, progress, limit=None, output="text")
             if output == "text":
                 click.echo(f"final: {describe_rollout(final)}")
             return outcome_code(final)
 
-    sys.exit(run_api(go()))
+    sys.exit(run_api(go(), output))

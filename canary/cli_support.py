@@ -17,11 +17,15 @@ import click
 
 from config.errors import SpecError
 
+# The README's "Exit codes" table lists every refusal under its code (tests/test_readme.py).
 EXIT_OK = 0  # success: the rollout succeeded, the command was applied, the spec is valid
-EXIT_OUTCOME = 1  # not as asked: rolled back, failed, refused in its phase, --expect not met
-EXIT_USAGE = 2  # bad usage, an invalid spec or setting, an unknown rollout id
+EXIT_OUTCOME = 1  # not as asked: rolled back, failed, a 409 (busy target, command refused in
+# its phase, quarantined rollout, idempotency key reused), a 500, --expect not met
+EXIT_USAGE = 2  # bad usage (a malformed rollout id or --url too), an invalid spec or
+# setting, an unknown rollout id (404), a request the daemon could not take (400/413/415/422)
 EXIT_TIMEOUT = 3  # `rollout start --wait --timeout` ran out (the rollout goes on)
-EXIT_UNREACHABLE = 4  # the daemon (or a backend) could not be reached, or refused the token
+EXIT_UNREACHABLE = 4  # the daemon (or a backend) could not be reached (502-504 too), or
+# refused the token (401/403)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

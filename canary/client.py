@@ -10,16 +10,46 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 PREFIX = "/api/v1"
 RETRYABLE = frozenset({502, 503, 504})  # a proxy in front of a restarting daemon
+# What canary.model.new_rollout_id makes: milliseconds and 40 random bits, 22 hex digits.
+ROLLOUT_ID = re.compile(r"^[0-9a-f]{22}$")
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` cannot be the daemon's address (None if it can): http(s)://host[:port]."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected http://host:port or https://host[:port]"
+    if parts.query or parts.fragment:
+        return "a query or fragment has no place in the daemon's address"
+    return None
+
+
+def check_rollout_id(rollout_id: str) -> str | None:
+    """Why ``rollout_id`` is not a rollout id (None if it is)."""
+    if ROLLOUT_ID.match(rollout_id):
+        return None
+    return "a rollout id is 22 hex digits, as `canary rollout list` shows"
+
+
+def rollout_path(rollout_id: str, *rest: str) -> str:
+    """The API path of a rollout, its id escaped: an id can never reach another route."""
+    return "/".join([f"{PREFIX}/rollouts", quote(rollout_id, safe=""), *rest])
 
 
 class ApiError(Exception):
@@ -177,14 +207,14 @@ class Client:
         return status == 201, rollout
 
     async def get(self, rollout_id: str) -> dict[str, Any]:
-        return dict((await self.request("GET", f"{PREFIX}/rollouts/{rollout_id}"))[1])
+        return dict((await self.request("GET", rollout_path(rollout_id)))[1])
 
     async def list_rollouts(self, **params: str) -> dict[str, Any]:
         return dict((await self.request("GET", f"{PREFIX}/rollouts", params=params))[1])
 
     async def command(self, rollout_id: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         _, rollout = await self.request(
-            "POST", f"{PREFIX}/rollouts/{rollout_id}/{name}", body=json.dumps(body).encode()
+            "POST", rollout_path(rollout_id, name), body=json.dumps(body).encode()
         )
         return dict(rollout)
 
@@ -193,7 +223,7 @@ class Client:
         found: list[dict[str, Any]] = []
         while True:
             _, page = await self.request(
-                "GET", f"{PREFIX}/rollouts/{rollout_id}/events", params={"after": str(after)}
+                "GET", rollout_path(rollout_id, "events"), params={"after": str(after)}
             )
             found += page["items"]
             if not page["items"]:
@@ -210,7 +240,7 @@ class Client:
         """
         last = after
         delay = 0.5
-        url = f"{self.url}{PREFIX}/rollouts/{rollout_id}/events"
+        url = self.url + rollout_path(rollout_id, "events")
         while True:
             headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
             try:

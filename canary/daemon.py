@@ -29,7 +29,7 @@ from canary.engine import Engine, EngineOptions, Preflight
 from canary.events import ActionError, ErrorKind
 from canary.metrics import Metrics
 from canary.model import Rollout
-from canary.store import open_store
+from canary.store import Store, StoreError, open_store
 from config.errors import SpecError
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -49,8 +49,11 @@ def lock_store(store_url: str) -> IO[str] | None:
     if not store_url.startswith("sqlite:///"):
         return None
     path = Path(store_url.removeprefix("sqlite:///") + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        raise unusable_store(store_url, f"cannot create {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -66,6 +69,28 @@ def lock_store(store_url: str) -> IO[str] | None:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def unusable_store(store_url: str, why: str) -> DaemonError:
+    return DaemonError(
+        f"CANARY_STORE_URL {store_url!r} cannot be used: {why}; give a file in a writable "
+        "directory, e.g. sqlite:////var/lib/canary/canary.db"
+    )
+
+
+async def open_daemon_store(store_url: str) -> Store:
+    """The store, opened now: a bad path or a too-new file stops the daemon here (exit 2,
+    naming the setting), not mid-rollout."""
+    try:
+        store = open_store(store_url)
+    except ValueError as exc:
+        raise DaemonError(f"CANARY_STORE_URL: {exc}") from None
+    try:
+        await store.ping()
+    except StoreError as exc:
+        await store.close()
+        raise unusable_store(store_url, str(exc)) from None
+    return store
 
 
 def build_providers(settings: Settings, clients: Clients) -> dict[str, CheckedProvider]:
@@ -176,8 +201,14 @@ async def run_daemon(settings: Settings) -> int:
     except DaemonError as exc:
         log.error("daemon.refused", error=str(exc))
         return EXIT_CONFIG
-    store = open_store(settings.store_url)
-    await store.ping()  # a store that cannot open stops the daemon here, not mid-rollout
+    try:
+        store = await open_daemon_store(settings.store_url)
+    except DaemonError as exc:
+        log.error("daemon.refused", error=str(exc))
+        if lock is not None:
+            lock.close()
+        close_providers(providers)
+        return EXIT_CONFIG
     metrics = Metrics(process=True)
     health = ProviderHealth(
         providers, unconfigured(settings, providers), report=metrics.provider_health

@@ -25,7 +25,7 @@ import structlog
 
 from canary.clock import Clock
 from canary.machine import Action, Done, RetryPolicy, Wait
-from canary.store.base import NotFound
+from canary.store.base import NotFound, Unreadable
 
 log = structlog.get_logger("canary.engine")
 T = TypeVar("T")
@@ -167,6 +167,14 @@ class Scheduler:
                 try:
                     action = await self._step(rid)
                     failures = 0
+                except Unreadable as exc:
+                    log.error(
+                        "rollout.quarantined",
+                        detail="its record no longer validates: canary stops driving it and "
+                        "leaves its traffic as it is; abort it to roll it back",
+                        error=str(exc),
+                    )
+                    return
                 except NotFound:
                     log.error("rollout.vanished", detail="the store no longer has this rollout")
                     return

@@ -7,7 +7,8 @@ limiting, throttling and 5xx retried a few times) and, once those are spent, the
 tenacity policy of ``strategies.retry``. Every AWS error is turned into what the engine
 needs to know: ``TemporaryError`` (throttled, 5xx, unreachable), ``ConflictError`` (a
 stale revision) or ``PermanentError`` with the fix in words; access denied names the IAM
-action to grant (``lambda:UpdateAlias``).
+action to grant (``lambda:UpdateAlias``). AWS's own message is reduced to its code and one
+line (``strategies.errortext``): an emulator's HTML error page must not reach every event.
 
 boto3 and botocore are imported on first use, so a daemon that drives no AWS target never
 loads them. A target's ``role_arn`` is assumed through STS; the temporary credentials are
@@ -25,6 +26,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from strategies.base import ConflictError, PermanentError, StrategyError, TemporaryError
+from strategies.errortext import reduce_error
 from strategies.retry import DEFAULT_POLICY, RetryPolicy, retry_transient
 
 T = TypeVar("T")
@@ -73,26 +75,27 @@ def translate(exc: Exception, service: str, operation: str) -> StrategyError:
     if isinstance(exc, bc.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
-        message = str(error.get("Message") or code)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         action = f"{service}:{exc.operation_name}"
+        # An emulator's or a proxy's HTML page, or a multi-line dump, as one line.
+        said = reduce_error(code or status, str(error.get("Message") or ""), action=action)
         if code in _BAD_CREDENTIALS:
             return PermanentError(
-                f"AWS rejected the daemon's credentials calling {action} ({code}: {message}); "
+                f"AWS rejected the daemon's credentials calling {action} ({said}); "
                 "check the credentials the daemon runs with"
             )
         if code in _ACCESS_DENIED or status == 403:
             return PermanentError(
-                f"not allowed to call {action} ({message}); grant {action} to the daemon's "
+                f"not allowed to call {action} ({said}); grant {action} to the daemon's "
                 "IAM role (see the IAM policy in the README)"
             )
         if code == "PreconditionFailedException" or status == 412:
-            return ConflictError(f"{action}: changed since it was last read ({message})")
+            return ConflictError(f"{action}: changed since it was last read ({said})")
         if code == "ResourceNotFoundException" or status == 404:
-            return AwsNotFound(f"{action}: {message}")
+            return AwsNotFound(f"{action}: {said}")
         if code in _TRANSIENT or status == 429 or status >= 500:
-            return TemporaryError(f"{action} failed, AWS answered {code or status}: {message}")
-        return PermanentError(f"{action} was refused ({code or status}): {message}")
+            return TemporaryError(f"{action} failed, AWS answered {said}")
+        return PermanentError(f"{action} was refused: {said}")
     if isinstance(exc, bc.NoCredentialsError | bc.PartialCredentialsError):
         return PermanentError(
             f"no AWS credentials for {action}; give the daemon credentials (an instance or "
@@ -103,9 +106,9 @@ def translate(exc: Exception, service: str, operation: str) -> StrategyError:
             f"no AWS region for {action}; set the target's region, CANARY_AWS_REGION or AWS_REGION"
         )
     if isinstance(exc, bc.ConnectionError | bc.HTTPClientError):
-        return TemporaryError(f"could not reach AWS for {action}: {exc}")
+        return TemporaryError(f"could not reach AWS for {action}: {reduce_error(None, str(exc))}")
     if isinstance(exc, bc.BotoCoreError):
-        return PermanentError(f"{action}: {exc}")
+        return PermanentError(f"{action}: {reduce_error(None, str(exc), action=action)}")
     raise exc
 
 

@@ -9,10 +9,13 @@ test rollouts live here too, so the contract is self-contained.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from canary.model import (
     Counters,
@@ -23,7 +26,16 @@ from canary.model import (
     TargetState,
     new_rollout_id,
 )
-from canary.store import DuplicateKey, NotFound, StaleWrite, Store, StoreError, TargetBusy
+from canary.store import (
+    DuplicateKey,
+    NotFound,
+    Quarantined,
+    StaleWrite,
+    Store,
+    StoreError,
+    TargetBusy,
+    Unreadable,
+)
 from config.spec import RolloutDocument, parse_document
 
 # A whole second: times without a fraction must store and sort like those with one.
@@ -84,11 +96,22 @@ async def all_pages(store: Store, **query: Any) -> list[Rollout]:
     raise AssertionError(f"still paging after 100 pages: {len(pages)} rollouts")
 
 
+# Replace a stored record by this JSON text, as a hand edit (or an older canary) would.
+Corrupt = Callable[[Store, str, str], Awaitable[None]]
+
+
+def with_infinite_bake(rollout: Rollout) -> str:
+    """``rollout``'s record as an older canary stored ``bake: .inf``: not a duration."""
+    data = json.loads(rollout.model_dump_json())
+    data["document"]["spec"]["steps"][0]["bake"] = "Infinitys"
+    return json.dumps(data)
+
+
 class StoreContract:
     """The contract's tests; they run once a subclass named ``Test...`` exists.
 
     The subclass (or its module) provides a ``store`` fixture that yields a fresh, empty
-    store and closes it afterwards.
+    store and closes it afterwards, and a ``corrupt`` fixture (a ``Corrupt``).
     """
 
     # ------------------------------------------------------------ records round-trip
@@ -451,6 +474,90 @@ class StoreContract:
         live = await store.live()
 
         assert live == [saved[4], saved[2], saved[0]]
+
+    # ------------------------------------------------------------ quarantine
+
+    async def _broken(self, store: Store, corrupt: Corrupt) -> tuple[Rollout, Rollout]:
+        """A valid rollout, and a newer one in phase baking whose record no longer reads."""
+        ok, _ = await store.create(make_rollout("ok"), [], T0)
+        later = T0 + timedelta(seconds=1)
+        bad, _ = await store.create(
+            make_rollout("bad", at=later, key="build-7"), new_events("created"), later
+        )
+        bad, _ = await store.save(bad.model_copy(update={"phase": Phase.BAKING}), [], later)
+        await corrupt(store, bad.id, with_infinite_bake(bad))
+        return ok, bad
+
+    async def test_a_record_that_no_longer_validates_is_quarantined(
+        self, store: Store, corrupt: Corrupt
+    ) -> None:
+        _ok, bad = await self._broken(store, corrupt)
+
+        with pytest.raises(Unreadable) as caught:
+            await store.get(bad.id)
+
+        q = caught.value.quarantined
+        assert (q.id, q.phase, q.live, q.name, q.version) == (bad.id, "baking", True, "checkout", 2)
+        assert "spec.steps[0].bake" in q.error
+        assert "Infinitys" in q.error
+        assert "\n" not in q.error
+        assert q.targets == (lambda_key("bad"),)
+        assert isinstance(caught.value, NotFound)  # code that runs rollouts drops it
+        assert [e.kind for e in await store.events(bad.id)] == ["created"]
+
+    async def test_a_quarantined_record_is_listed_but_never_live(
+        self, store: Store, corrupt: Corrupt
+    ) -> None:
+        ok, bad = await self._broken(store, corrupt)
+
+        listed = await store.list()
+
+        assert [r.id for r in listed] == [bad.id, ok.id]
+        assert isinstance(listed[0], Quarantined)
+        assert listed[1] == ok
+        assert [r.id for r in await store.list(phase=Phase.BAKING)] == [bad.id]
+        assert [r.id for r in await store.list(target=lambda_key("bad"))] == [bad.id]
+        assert await store.list(before=bad.id) == [ok]
+        with structlog.testing.capture_logs() as logged:
+            assert await store.live() == [ok]
+            assert await store.live() == [ok]
+        warned = [e for e in logged if e["event"] == "rollout.quarantined"]
+        assert [(e["rollout_id"], e["log_level"]) for e in warned] == [(bad.id, "warning")]
+        assert "Infinitys" in warned[0]["error"]
+
+    async def test_a_quarantined_rollout_keeps_its_targets_and_key(
+        self, store: Store, corrupt: Corrupt
+    ) -> None:
+        _, bad = await self._broken(store, corrupt)
+
+        with pytest.raises(TargetBusy) as busy:
+            await store.create(make_rollout("bad", name="other"), [], T0)
+        assert busy.value.rollout_id == bad.id
+        with pytest.raises(Unreadable):
+            await store.find_by_key("build-7")
+
+    async def test_resolving_a_quarantined_rollout_frees_its_targets(
+        self, store: Store, corrupt: Corrupt
+    ) -> None:
+        _, bad = await self._broken(store, corrupt)
+        with pytest.raises(Unreadable) as caught:
+            await store.get(bad.id)
+        q = caught.value.quarantined
+        at = T0 + timedelta(minutes=1)
+
+        resolved, added = await store.resolve(
+            q, Phase.ROLLED_BACK, "aborted", new_events("rollout.rolled_back"), at
+        )
+
+        assert (resolved.phase, resolved.live, resolved.version) == ("rolled_back", False, 3)
+        assert [(e.seq, e.kind, e.at) for e in added] == [(2, "rollout.rolled_back", at)]
+        assert [e.kind for e in await store.events(bad.id)] == ["created", "rollout.rolled_back"]
+        listed = (await store.list(phase=Phase.ROLLED_BACK))[0]
+        assert isinstance(listed, Quarantined)
+        assert listed.error == q.error
+        with pytest.raises(StaleWrite):  # it was resolved from version 2 already
+            await store.resolve(q, Phase.ROLLED_BACK, "again", [], at)
+        await store.create(make_rollout("bad", name="next"), [], at)  # the target is free
 
     # ------------------------------------------------------------ lifecycle
 

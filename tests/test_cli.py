@@ -191,6 +191,26 @@ def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("/proc/canary.db", "cannot create /proc/canary.db.lock"),  # no files can be made there
+        ("{tmp}", "unable to open database file"),  # a directory, not a file
+    ],
+)
+def test_serve_refuses_an_unusable_store_naming_the_setting(
+    tmp_path: Path, where: str, why: str
+) -> None:
+    url = "sqlite:///" + where.format(tmp=tmp_path)
+    proc = serve(tmp_path, CANARY_STORE_URL=url, CANARY_LISTEN=f"127.0.0.1:{free_port()}")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2, err
+    assert f"CANARY_STORE_URL {url!r} cannot be used" in err
+    assert why in err
+    assert "Traceback" not in err
+    assert "FileNotFoundError" not in err
+
+
 def test_serve_refuses_a_bad_setting_by_name(tmp_path: Path) -> None:
     proc = serve(tmp_path, CANARY_LISTEN="localhost")
     _, err = proc.communicate(timeout=20)

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from daemon import CANARY, Daemon, serve, token_setting
 from services import free_port
 
 from canary.cli import cli
+from canary.client import ApiError, Client
 
 TOKENS = {
     "reader": ("r-secret", "read"),
@@ -313,3 +315,93 @@ def test_a_missing_spec_file_exits_2() -> None:
     run = CliRunner().invoke(cli, ["rollout", "start", "-f", "/nonexistent/rollout.yaml"])
     assert run.exit_code == 2
     assert "cannot read /nonexistent/rollout.yaml" in run.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["events"],
+        ["promote"],
+        ["pause"],
+        ["resume"],
+        ["abort", "--reason", "x"],
+    ],
+)
+@pytest.mark.parametrize("rollout_id", ["../../../metrics", "019B76DAA8009E34524779", "42"])
+def test_a_rollout_id_is_checked_before_any_request(args: list[str], rollout_id: str) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # a request would be exit 4, not 2
+    command_args = ["rollout", args[0], rollout_id, *args[1:], "--url", nobody]
+    run = CliRunner().invoke(cli, command_args)
+    assert run.exit_code == 2, run.output
+    assert "Invalid value for 'ROLLOUT_ID'" in run.output
+    assert f"{rollout_id!r} is not a rollout id: a rollout id is 22 hex digits" in run.output
+
+
+async def test_the_client_escapes_a_rollout_id_into_one_path_segment() -> None:
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"detail": "no"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with Client(f"http://127.0.0.1:{port}") as client:
+            for call in (
+                client.get("../../../metrics"),
+                client.command("../x?y#z", "abort", {"reason": "r"}),
+                client.events("../../healthz"),
+            ):
+                with pytest.raises(ApiError):
+                    await call
+    finally:
+        await runner.cleanup()
+    assert seen == [
+        "/api/v1/rollouts/..%2F..%2F..%2Fmetrics",
+        "/api/v1/rollouts/..%2Fx%3Fy%23z/abort",
+        "/api/v1/rollouts/..%2F..%2Fhealthz/events?after=0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://127.0.0.1:8080", "http://127.0.0.1:port", "http://", "127.0.0.1:8080"]
+)
+def test_a_bad_url_is_a_usage_error(url: str) -> None:
+    run = CliRunner().invoke(cli, ["rollout", "list", "--url", url], env={"CANARY_URL": None})
+    assert run.exit_code == 2, run.output
+    assert "Invalid value for '--url'" in run.output
+    assert "is not the daemon's address" in run.output
+
+
+def test_a_refusal_with_output_json_prints_the_problem_on_stdout(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    path = write(tmp_path, spec("fn-busy", bake="1h"))
+    first = canary(daemon.url, "start", "-f", path, "--output", "json")
+    assert first.returncode == 0, first.stderr
+    live = json.loads(first.stdout)["id"]
+    second = canary(
+        daemon.url, "start", "-f", path, "--idempotency-key", "another", "--output", "json"
+    )
+    assert second.returncode == 1
+    problem = json.loads(second.stdout)
+    assert problem["type"] == "urn:canary:problem:target-busy"
+    assert problem["status"] == 409
+    assert problem["rollout_id"] == live
+    assert "already being rolled out" in second.stderr
+    invoke(daemon, "abort", live, "--reason", "done")
+
+
+def test_an_unreachable_daemon_with_output_json_prints_a_problem(tmp_path: Path) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    run = canary(nobody, "list", "--output", "json")
+    assert run.returncode == 4
+    problem = json.loads(run.stdout)
+    assert problem["type"] == "urn:canary:problem:unreachable"
+    assert f"cannot reach canary at {nobody}" in problem["detail"]

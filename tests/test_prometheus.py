@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from helpers import document, lambda_target
 from promserver import Behaviour, PrometheusServer, TrafficApp, WebConfig
 from services import free_port
+from test_errortext import debug_logs
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Verdict, Window
 from analysis.gates import EvaluationContext, evaluate
@@ -688,3 +689,25 @@ async def test_health_uses_the_credentials_of_the_queries(secured: PrometheusSer
     finally:
         wrong.close()
         right.close()
+
+
+NGINX_502 = """<html>
+<head><title>502 Bad Gateway</title></head>
+<body>
+<center><h1>502 Bad Gateway</h1></center>
+<hr><center>nginx/1.25.3</center>
+</body>
+</html>
+"""
+
+
+async def test_a_proxys_html_error_page_is_one_line_and_logged_whole_at_debug() -> None:
+    async def gateway(request: web.Request) -> web.Response:
+        return web.Response(status=502, text=NGINX_502, content_type="text/html")
+
+    async with local_server("/api/v1/query", gateway) as url:
+        with debug_logs() as logged:
+            answer = await ask(PrometheusOptions(url=url))
+    assert isinstance(answer, ProviderError)
+    assert str(answer) == f"HTTP 502 from {url}: 502 Bad Gateway"
+    assert [e["body"] for e in logged if e["event"] == "backend.error_body"] == [NGINX_502]

@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from store_contract import T0, StoreContract, make_rollout, new_events
+from store_contract import T0, Corrupt, StoreContract, make_rollout, new_events
 
 from canary.model import Phase
-from canary.store import MemoryStore, SQLiteStore, StoreError, TargetBusy, open_store
+from canary.store import MemoryStore, SQLiteStore, Store, StoreError, TargetBusy, open_store
 from canary.store.sqlite import SCHEMA_VERSION
 
 
@@ -25,6 +25,15 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 class TestSQLiteStore(StoreContract):
     """The whole contract, on the ``store`` fixture above."""
+
+    @pytest.fixture
+    def corrupt(self) -> Corrupt:
+        async def replace(store: Store, rollout_id: str, text: str) -> None:
+            assert isinstance(store, SQLiteStore)
+            with raw(store.path) as db:
+                db.execute("UPDATE rollouts SET record = ? WHERE id = ?", (text, rollout_id))
+
+        return replace
 
 
 @contextmanager

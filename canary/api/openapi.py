@@ -112,11 +112,18 @@ def _schemas() -> dict[str, Any]:
         "idempotency_key": nullable("string"),
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
+        "quarantine": {  # only on a rollout whose stored record no longer validates
+            "type": "object",
+            "description": "the stored record no longer validates: never run, only abort applies",
+            "required": ["error", "fix"],
+            "properties": {"error": {"type": "string"}, "fix": {"type": "string"}},
+        },
     }
-    summary = {"type": "object", "required": sorted(summary_props), "properties": summary_props}
+    always = sorted(set(summary_props) - {"quarantine"})
+    summary = {"type": "object", "required": always, "properties": summary_props}
     detail = {
         "type": "object",
-        "required": [*sorted(summary_props), "document"],
+        "required": [*always, "document"],
         "properties": summary_props | {"document": ref("RolloutDocument")},
     }
     event = {

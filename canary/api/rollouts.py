@@ -20,6 +20,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from canary import quarantine
 from canary.api.auth import Principal
 from canary.api.context import CANONICAL, ENGINE, protected
 from canary.api.problems import ProblemError, bad_request
@@ -27,7 +28,7 @@ from canary.api.stream import stream_events, wants_stream
 from canary.api.views import event_data, rollout_detail, rollout_summary
 from canary.machine import Command, CommandName, CommandRejected
 from canary.model import Phase, Rollout
-from canary.store.base import DuplicateKey, NotFound, TargetBusy
+from canary.store.base import DuplicateKey, NotFound, Quarantined, TargetBusy, Unreadable
 from config.errors import Problem, SpecError, problems_from_validation, shown
 from config.spec import RolloutDocument, load_data, load_json, parse_document
 
@@ -56,6 +57,8 @@ def rollout_id_of(request: web.Request) -> str:
 async def load(request: web.Request, rid: str) -> Rollout:
     try:
         return await request.app[ENGINE].store.get(rid)
+    except Unreadable:
+        raise
     except NotFound:
         raise ProblemError(404, f"no rollout {rid!r}") from None
 
@@ -233,7 +236,12 @@ async def start(request: web.Request, principal: Principal) -> web.Response:
     document = request.app[CANONICAL](document)  # one key per traffic, before comparing
     key = idempotency_key(request, document)
     if key is not None:
-        existing = await engine.store.find_by_key(key)
+        try:
+            existing = await engine.store.find_by_key(key)
+        except Unreadable as exc:
+            raise quarantined_problem(
+                exc.quarantined, f"idempotency key {key!r} started it"
+            ) from None
         if existing is not None:
             return replay(existing, document, key)
     try:
@@ -302,7 +310,10 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
     page = page[:limit]
     return web.json_response(
         {
-            "items": [rollout_summary(r) for r in page],
+            "items": [
+                rollout_summary(r) if isinstance(r, Rollout) else quarantine.summary(r)
+                for r in page
+            ],
             "next_before": page[-1].id if more else None,
         }
     )
@@ -310,7 +321,10 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
 
 @protected("read", "reading a rollout")
 async def get_rollout(request: web.Request, principal: Principal) -> web.Response:
-    return web.json_response(rollout_detail(await load(request, rollout_id_of(request))))
+    try:
+        return web.json_response(rollout_detail(await load(request, rollout_id_of(request))))
+    except Unreadable as exc:  # its record no longer validates: shown as stored, with why
+        return web.json_response(quarantine.detail(exc.quarantined))
 
 
 @protected("read", "reading a rollout's events", query=("after", "limit"))
@@ -358,6 +372,18 @@ async def command(request: web.Request, principal: Principal, name: CommandName)
                 reason=getattr(body, "reason", None),
             ),
         )
+    except Unreadable as exc:  # its record no longer validates: only an abort applies
+        try:
+            detail = await quarantine.command(
+                request.app[ENGINE],
+                exc.quarantined,
+                name,
+                actor=principal.name,
+                reason=getattr(body, "reason", None),
+            )
+        except quarantine.Refused as refused:
+            raise quarantined_problem(exc.quarantined, str(refused)) from None
+        return web.json_response(detail)
     except NotFound:
         raise ProblemError(404, f"no rollout {rid!r}") from None
     except CommandRejected as exc:
@@ -370,6 +396,16 @@ async def command(request: web.Request, principal: Principal, name: CommandName)
             extra={"phase": current.phase.value},
         ) from None
     return web.json_response(rollout_detail(rollout))
+
+
+def quarantined_problem(q: Quarantined, detail: str) -> ProblemError:
+    return ProblemError(
+        409,
+        detail if q.id in detail else f"rollout {q.id} is quarantined: {detail}",
+        slug="rollout-quarantined",
+        title="The rollout's stored record no longer validates",
+        extra={"rollout_id": q.id, "phase": q.phase},
+    )
 
 
 def command_handler(name: CommandName) -> Any:

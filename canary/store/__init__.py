@@ -10,10 +10,12 @@ from __future__ import annotations
 from canary.store.base import (
     DuplicateKey,
     NotFound,
+    Quarantined,
     StaleWrite,
     Store,
     StoreError,
     TargetBusy,
+    Unreadable,
 )
 from canary.store.memory import MemoryStore
 from canary.store.sqlite import SQLiteStore
@@ -22,11 +24,13 @@ __all__ = [
     "DuplicateKey",
     "MemoryStore",
     "NotFound",
+    "Quarantined",
     "SQLiteStore",
     "StaleWrite",
     "Store",
     "StoreError",
     "TargetBusy",
+    "Unreadable",
     "open_store",
 ]
 

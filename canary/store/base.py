@@ -4,16 +4,28 @@ A rollout is never lost: every state change is saved, together with the events t
 it, in one transaction, before the engine moves on. Saves are compare-and-swap on
 ``Rollout.version`` so two writers can never silently overwrite each other. One live
 rollout per target is enforced here, at the only place that sees every start.
+
+A stored record that no longer validates (an older canary's bug, a hand edit) must never
+wedge the daemon: it is read as ``Quarantined``, listed with its error, never run (``live``
+leaves it out), and keeps its target claims so nothing else moves its traffic until it is
+aborted (``canary.quarantine``) or fixed by hand.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
+import math
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Protocol
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from pydantic import ValidationError
 
 from canary.model import Event, NewEvent, Phase, Rollout
+from config.errors import problems_from_validation
 
 
 class StoreError(Exception):
@@ -48,6 +60,165 @@ class DuplicateKey(StoreError):
         self.rollout_id = rollout_id
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A stored rollout whose record no longer validates: listed, never run, abortable.
+
+    Everything but ``error`` and ``record`` comes from what the store keeps beside the
+    record (its columns), so it is there even when the record is not readable at all.
+    ``step`` (1-based) and ``weight`` are the record's own when it has them.
+    """
+
+    id: str
+    name: str
+    phase: str  # as stored; not necessarily a Phase any more
+    live: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    error: str  # what is wrong with the record, in one line
+    record: Any  # the record as stored: parsed JSON, or the text if it is not JSON
+    targets: tuple[str, ...] = ()  # the keys of its targets
+    idempotency_key: str | None = None
+    step: int = 1
+    weight: float = 0.0
+
+
+class Unreadable(NotFound):
+    """The rollout exists but its record no longer validates; ``quarantined`` says why.
+
+    A ``NotFound`` for code that only handles rollouts it can run (the engine drops it);
+    the API and the CLI show it with its error, and ``canary.quarantine`` can abort it.
+    """
+
+    def __init__(self, quarantined: Quarantined) -> None:
+        StoreError.__init__(self, f"rollout {quarantined.id} is quarantined: {quarantined.error}")
+        self.rollout_id = quarantined.id
+        self.quarantined = quarantined
+
+
+log = structlog.get_logger("canary.store")
+
+MAX_ERROR = 500  # characters of a quarantined record's error kept in the message
+
+
+def read_record(
+    text: str | bytes,
+    *,
+    id: str,
+    name: str,
+    phase: str,
+    live: bool,
+    version: int,
+    created_at: str | datetime,
+    updated_at: str | datetime,
+    targets: Sequence[str] = (),
+    idempotency_key: str | None = None,
+) -> Rollout | Quarantined:
+    """The stored record as a ``Rollout``, or as ``Quarantined`` if it does not validate.
+
+    The keyword arguments are what the store keeps beside the record; they make the
+    quarantined form (and must agree with a valid record, which wins when it validates).
+    """
+    try:
+        return Rollout.model_validate_json(text)
+    except ValidationError as exc:
+        problems = problems_from_validation(exc)
+        error = "; ".join(str(p) for p in problems[:5])
+        if len(problems) > 5:
+            error += f"; and {len(problems) - 5} more"
+    try:
+        record: Any = json.loads(text)
+    except ValueError:
+        record = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    data = record if isinstance(record, dict) else {}
+    step, weight = data.get("step"), data.get("weight")
+    return Quarantined(
+        id=id,
+        name=name,
+        phase=phase,
+        live=live,
+        version=version,
+        created_at=_moment(created_at),
+        updated_at=_moment(updated_at),
+        error=_one_line(f"the stored record does not validate: {error}"),
+        record=record,
+        targets=tuple(targets),
+        idempotency_key=idempotency_key,
+        step=step + 1 if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else 1,
+        weight=float(weight)
+        if isinstance(weight, int | float)
+        and not isinstance(weight, bool)
+        and math.isfinite(weight)
+        else 0.0,
+    )
+
+
+def resolved(q: Quarantined, phase: Phase, reason: str, at: datetime) -> Quarantined:
+    """``q`` as ``Store.resolve`` stores it: the phase, reason, version and update time
+    changed, in the raw record too when it is a JSON object; the rest as it was stored.
+    A rolled back rollout serves no canary traffic: its weight is 0."""
+    changes: dict[str, Any] = {
+        "phase": phase.value,
+        "reason": reason,
+        "version": q.version + 1,
+        "updated_at": at.astimezone(UTC).isoformat(),
+    }
+    if phase == Phase.ROLLED_BACK:
+        changes["weight"] = 0.0
+    record = q.record | changes if isinstance(q.record, dict) else q.record
+    return replace(
+        q,
+        phase=phase.value,
+        live=phase.live,
+        version=q.version + 1,
+        updated_at=at,
+        record=record,
+        weight=0.0 if phase == Phase.ROLLED_BACK else q.weight,
+    )
+
+
+def runnable_only(
+    found: Sequence[Rollout | Quarantined], reported: set[str]
+) -> builtins.list[Rollout]:
+    """The valid rollouts of ``found`` (what ``live`` returns); each quarantined one is
+    logged as a warning the first time this store leaves it out (ids in ``reported``)."""
+    for q in found:
+        if isinstance(q, Quarantined) and q.id not in reported:
+            reported.add(q.id)
+            log.warning(
+                "rollout.quarantined",
+                rollout_id=q.id,
+                rollout=q.name,
+                phase=q.phase,
+                error=q.error,
+                detail="not run; its traffic is left as it is; abort it to roll it back",
+            )
+    return [r for r in found if isinstance(r, Rollout)]
+
+
+def runnable(found: Rollout | Quarantined) -> Rollout:
+    """``found`` if it is a valid rollout; raises ``Unreadable`` if it is quarantined."""
+    if isinstance(found, Quarantined):
+        raise Unreadable(found)
+    return found
+
+
+def _moment(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)  # a hand-edited column: sorts first
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
+
+
 class StaleWrite(StoreError):
     """The rollout changed since it was read (its version moved on)."""
 
@@ -72,7 +243,7 @@ class Store(Protocol):
         """
 
     async def get(self, rollout_id: str) -> Rollout:
-        """The rollout; raises ``NotFound``."""
+        """The rollout; raises ``NotFound``, or ``Unreadable`` if its record is quarantined."""
 
     async def save(
         self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
@@ -94,19 +265,39 @@ class Store(Protocol):
         target: str | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> builtins.list[Rollout]:
+    ) -> builtins.list[Rollout | Quarantined]:
         """Newest first; ``before`` is an id from a previous page; ``target`` a target key.
 
         Newest means latest ``created_at``, then greatest id. ``target`` matches rollouts
         that ever had that target, ended or not. An unknown ``before`` raises ``NotFound``;
-        a ``limit`` of 0 or less gives an empty list.
+        a ``limit`` of 0 or less gives an empty list. Quarantined records are listed too
+        (as ``Quarantined``), filtered by their stored phase and targets like the others.
         """
 
     async def live(self) -> builtins.list[Rollout]:
-        """Every rollout that has not ended, oldest first."""
+        """Every rollout that has not ended, oldest first; quarantined ones are left out."""
 
     async def find_by_key(self, idempotency_key: str) -> Rollout | None:
-        """The rollout created with this idempotency key, if any."""
+        """The rollout created with this idempotency key, if any; ``Unreadable`` if the
+        rollout holding the key is quarantined."""
+
+    async def resolve(
+        self,
+        quarantined: Quarantined,
+        phase: Phase,
+        reason: str,
+        events: Sequence[NewEvent],
+        at: datetime,
+    ) -> tuple[Quarantined, builtins.list[Event]]:
+        """Record what was done to a quarantined rollout (an abort): its new phase and reason
+        (weight 0 once rolled back), and ``events`` (step and weight default to those of
+        ``quarantined``, as it was before).
+
+        Compare-and-swap on ``quarantined.version`` like ``save`` (``StaleWrite``, or
+        ``NotFound``); a terminal ``phase`` releases its targets. The record stays as it is
+        stored (still quarantined) except for its phase, reason, version and update time.
+        Returns it as now stored, and the appended events.
+        """
 
     async def events(
         self, rollout_id: str, after: int = 0, limit: int = 1000

@@ -4,24 +4,38 @@ Simulations replay thousands of rollouts on a virtual clock, so this store keeps
 ``Rollout`` and ``Event`` objects themselves: nothing is serialised or copied. It follows the
 same contract as the SQLite store (``tests/store_contract.py`` runs against both), so code
 proven against it behaves the same against a file. Nothing survives the process.
+
+A record here is valid by construction; ``replace_record`` swaps one for stored text, as a
+hand edit of a file would, so the quarantine contract runs here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from canary.model import Event, NewEvent, Phase, Rollout
-from canary.store.base import DuplicateKey, NotFound, StaleWrite, StoreError, TargetBusy
+from canary.store.base import (
+    DuplicateKey,
+    NotFound,
+    Quarantined,
+    StaleWrite,
+    StoreError,
+    TargetBusy,
+    read_record,
+    resolved,
+    runnable,
+    runnable_only,
+)
 
 
 class MemoryStore:
     """The ``Store`` protocol over dicts; open with ``MemoryStore()``."""
 
     def __init__(self) -> None:
-        self._rollouts: dict[str, Rollout] = {}
+        self._rollouts: dict[str, Rollout | Quarantined] = {}
         self._events: dict[str, builtins.list[Event]] = {}
         self._claims: dict[str, str] = {}  # target key -> id of the live rollout holding it
         self._keys: dict[str, str] = {}  # idempotency key -> rollout id
@@ -29,6 +43,7 @@ class MemoryStore:
         # write ever await in between.
         self._lock = asyncio.Lock()
         self._closed = False
+        self._reported: set[str] = set()  # quarantined rollouts already logged by live()
 
     async def create(
         self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
@@ -58,11 +73,7 @@ class MemoryStore:
             return stored, self._append(stored, events, at)
 
     async def get(self, rollout_id: str) -> Rollout:
-        self._check_open()
-        try:
-            return self._rollouts[rollout_id]
-        except KeyError:
-            raise NotFound(rollout_id) from None
+        return runnable(self._find(rollout_id))
 
     async def save(
         self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
@@ -74,9 +85,7 @@ class MemoryStore:
             stored = rollout.model_copy(update={"version": rollout.version + 1, "updated_at": at})
             self._rollouts[stored.id] = stored
             if stored.phase.terminal:
-                for target in stored.targets:
-                    if self._claims.get(target.key) == stored.id:
-                        del self._claims[target.key]
+                self._release(stored.id, [t.key for t in stored.targets])
             return stored, self._append(stored, events, at)
 
     async def list(
@@ -86,30 +95,65 @@ class MemoryStore:
         target: str | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> builtins.list[Rollout]:
+    ) -> builtins.list[Rollout | Quarantined]:
         self._check_open()
         found = (
             r
             for r in self._rollouts.values()
-            if (phase is None or r.phase == phase)
-            and (target is None or any(t.key == target for t in r.targets))
+            if (phase is None or r.phase == phase) and (target is None or target in _target_keys(r))
         )
         if before is not None:
-            cursor = await self.get(before)
+            cursor = self._find(before)
             found = (r for r in found if (r.created_at, r.id) < (cursor.created_at, cursor.id))
         newest_first = sorted(found, key=lambda r: (r.created_at, r.id), reverse=True)
         return newest_first[: max(limit, 0)]
 
     async def live(self) -> builtins.list[Rollout]:
         self._check_open()
-        return sorted(
-            (r for r in self._rollouts.values() if r.phase.live), key=lambda r: (r.created_at, r.id)
-        )
+        live = [r for r in self._rollouts.values() if _is_live(r)]
+        return runnable_only(sorted(live, key=lambda r: (r.created_at, r.id)), self._reported)
 
     async def find_by_key(self, idempotency_key: str) -> Rollout | None:
         self._check_open()
         rollout_id = self._keys.get(idempotency_key)
-        return None if rollout_id is None else self._rollouts[rollout_id]
+        return None if rollout_id is None else runnable(self._rollouts[rollout_id])
+
+    async def resolve(
+        self,
+        quarantined: Quarantined,
+        phase: Phase,
+        reason: str,
+        events: Sequence[NewEvent],
+        at: datetime,
+    ) -> tuple[Quarantined, builtins.list[Event]]:
+        async with self._lock:
+            current = self._find(quarantined.id)
+            if current.version != quarantined.version:
+                raise StaleWrite(quarantined.id, quarantined.version, current.version)
+            stored = resolved(quarantined, phase, reason, at)
+            self._rollouts[stored.id] = stored
+            if phase.terminal:
+                self._release(stored.id, stored.targets)
+            return stored, self._append(quarantined, events, at)
+
+    def replace_record(self, rollout_id: str, text: str) -> Rollout | Quarantined:
+        """Replace a rollout's record by stored JSON ``text`` and read it back as the
+        SQLite store would read its row: a hand edit of the file, for tests."""
+        current = self._find(rollout_id)
+        found = read_record(
+            text,
+            id=current.id,
+            name=current.name,
+            phase=str(current.phase),
+            live=current.phase.live if isinstance(current, Rollout) else current.live,
+            version=current.version,
+            created_at=current.created_at,
+            updated_at=current.updated_at,
+            targets=sorted(_target_keys(current)),
+            idempotency_key=current.idempotency_key,
+        )
+        self._rollouts[rollout_id] = found
+        return found
 
     async def events(
         self, rollout_id: str, after: int = 0, limit: int = 1000
@@ -129,17 +173,30 @@ class MemoryStore:
     async def close(self) -> None:
         self._closed = True
 
+    def _find(self, rollout_id: str) -> Rollout | Quarantined:
+        self._check_open()
+        try:
+            return self._rollouts[rollout_id]
+        except KeyError:
+            raise NotFound(rollout_id) from None
+
+    def _release(self, rollout_id: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            if self._claims.get(key) == rollout_id:
+                del self._claims[key]
+
     def _append(
-        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
+        self, rollout: Rollout | Quarantined, events: Sequence[NewEvent], at: datetime
     ) -> builtins.list[Event]:
         log = self._events[rollout.id]
+        step = rollout.step + 1 if isinstance(rollout, Rollout) else rollout.step
         added = [
             Event(
                 rollout_id=rollout.id,
                 seq=len(log) + n,
                 at=at,
                 kind=e.kind,
-                step=rollout.step + 1 if e.step is None else e.step,
+                step=step if e.step is None else e.step,
                 weight=rollout.weight if e.weight is None else e.weight,
                 message=e.message,
                 data=e.data,
@@ -153,3 +210,11 @@ class MemoryStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the memory store is closed")
+
+
+def _is_live(r: Rollout | Quarantined) -> bool:
+    return r.live if isinstance(r, Quarantined) else r.phase.live
+
+
+def _target_keys(r: Rollout | Quarantined) -> set[str]:
+    return {t.key for t in r.targets} if isinstance(r, Rollout) else set(r.targets)

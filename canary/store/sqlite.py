@@ -11,6 +11,8 @@ How it is built, and why:
 * The whole record is kept as JSON; the columns beside it are copies made only to query
   on. Events are rows of their own, and triggers refuse to UPDATE or DELETE them: the
   answer to "why did it do that?" must never be rewritten.
+* A record that no longer validates is read as ``Quarantined`` from the columns beside it
+  (``base.read_record``): listed, never returned by ``live``, its claims kept.
 * Datetimes are stored as UTC ISO-8601 text with a fixed number of digits, so text order
   is time order.
 * The schema is a numbered list of migrations tracked in ``PRAGMA user_version``. A file
@@ -31,12 +33,24 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from canary.model import Event, NewEvent, Phase, Rollout
-from canary.store.base import DuplicateKey, NotFound, StaleWrite, StoreError, TargetBusy
+from canary.store.base import (
+    DuplicateKey,
+    NotFound,
+    Quarantined,
+    StaleWrite,
+    StoreError,
+    TargetBusy,
+    read_record,
+    resolved,
+    runnable,
+    runnable_only,
+)
 
 _T = TypeVar("_T")
 
@@ -103,6 +117,7 @@ class SQLiteStore:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canary-sqlite")
         self._db: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
+        self._reported: set[str] = set()  # quarantined rollouts already logged by live()
 
     @property
     def path(self) -> Path:
@@ -130,11 +145,22 @@ class SQLiteStore:
         target: str | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> builtins.list[Rollout]:
+    ) -> builtins.list[Rollout | Quarantined]:
         return await self._run(lambda db: _list(db, phase, target, limit, before))
 
     async def live(self) -> builtins.list[Rollout]:
-        return await self._run(_live)
+        found = await self._run(_live)
+        return runnable_only(found, self._reported)
+
+    async def resolve(
+        self,
+        quarantined: Quarantined,
+        phase: Phase,
+        reason: str,
+        events: Sequence[NewEvent],
+        at: datetime,
+    ) -> tuple[Quarantined, builtins.list[Event]]:
+        return await self._run(lambda db: _resolve(db, quarantined, phase, reason, events, at))
 
     async def find_by_key(self, idempotency_key: str) -> Rollout | None:
         return await self._run(lambda db: _find_by_key(db, idempotency_key))
@@ -323,18 +349,19 @@ def _save(
 
 def _append(
     db: sqlite3.Connection,
-    rollout: Rollout,
+    rollout: Rollout | Quarantined,
     events: Sequence[NewEvent],
     at: datetime,
     first: int,
 ) -> list[Event]:
+    step = rollout.step + 1 if isinstance(rollout, Rollout) else rollout.step
     added = [
         Event(
             rollout_id=rollout.id,
             seq=seq,
             at=at,
             kind=e.kind,
-            step=rollout.step + 1 if e.step is None else e.step,
+            step=step if e.step is None else e.step,
             weight=rollout.weight if e.weight is None else e.weight,
             message=e.message,
             data=e.data,
@@ -363,11 +390,39 @@ def _append(
     return added
 
 
+_RECORD = (
+    "SELECT id, name, phase, live, version, idempotency_key, created_at, updated_at, record"
+    " FROM rollouts"
+)
+
+
+def _read(db: sqlite3.Connection, row: tuple[Any, ...]) -> Rollout | Quarantined:
+    rid, name, phase, live, version, key, created_at, updated_at, record = row
+    found = read_record(
+        record,
+        id=rid,
+        name=name,
+        phase=phase,
+        live=bool(live),
+        version=version,
+        created_at=created_at,
+        updated_at=updated_at,
+        idempotency_key=key,
+    )
+    if isinstance(found, Quarantined):  # the only case that needs its target keys
+        keys = db.execute(
+            "SELECT target_key FROM rollout_targets WHERE rollout_id = ? ORDER BY target_key",
+            (rid,),
+        )
+        found = replace(found, targets=tuple(k for (k,) in keys))
+    return found
+
+
 def _get(db: sqlite3.Connection, rollout_id: str) -> Rollout:
-    row = db.execute("SELECT record FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+    row = db.execute(f"{_RECORD} WHERE id = ?", (rollout_id,)).fetchone()
     if row is None:
         raise NotFound(rollout_id)
-    return Rollout.model_validate_json(row[0])
+    return runnable(_read(db, row))
 
 
 def _list(
@@ -376,7 +431,7 @@ def _list(
     target: str | None,
     limit: int,
     before: str | None,
-) -> list[Rollout]:
+) -> list[Rollout | Quarantined]:
     where: list[str] = []
     params: list[str | int] = []
     if phase is not None:
@@ -391,22 +446,51 @@ def _list(
             raise NotFound(before)
         where.append("(created_at, id) < (?, ?)")
         params.extend(row)
-    sql = "SELECT record FROM rollouts"
+    sql = _RECORD
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
     params.append(max(limit, 0))
-    return [Rollout.model_validate_json(record) for (record,) in db.execute(sql, params)]
+    return [_read(db, row) for row in db.execute(sql, params).fetchall()]
 
 
-def _live(db: sqlite3.Connection) -> list[Rollout]:
-    rows = db.execute("SELECT record FROM rollouts WHERE live = 1 ORDER BY created_at, id")
-    return [Rollout.model_validate_json(record) for (record,) in rows]
+def _live(db: sqlite3.Connection) -> list[Rollout | Quarantined]:
+    rows = db.execute(f"{_RECORD} WHERE live = 1 ORDER BY created_at, id").fetchall()
+    return [_read(db, row) for row in rows]
 
 
 def _find_by_key(db: sqlite3.Connection, key: str) -> Rollout | None:
-    row = db.execute("SELECT record FROM rollouts WHERE idempotency_key = ?", (key,)).fetchone()
-    return None if row is None else Rollout.model_validate_json(row[0])
+    row = db.execute(f"{_RECORD} WHERE idempotency_key = ?", (key,)).fetchone()
+    return None if row is None else runnable(_read(db, row))
+
+
+def _resolve(
+    db: sqlite3.Connection,
+    quarantined: Quarantined,
+    phase: Phase,
+    reason: str,
+    events: Sequence[NewEvent],
+    at: datetime,
+) -> tuple[Quarantined, list[Event]]:
+    stored = resolved(quarantined, phase, reason, at)
+    text = stored.record if isinstance(stored.record, str) else json.dumps(stored.record)
+    with _transaction(db):
+        row = db.execute("SELECT version FROM rollouts WHERE id = ?", (quarantined.id,)).fetchone()
+        if row is None:
+            raise NotFound(quarantined.id)
+        if row[0] != quarantined.version:
+            raise StaleWrite(quarantined.id, quarantined.version, row[0])
+        db.execute(
+            "UPDATE rollouts SET phase = ?, live = ?, version = ?, updated_at = ?, record = ?"
+            " WHERE id = ?",
+            (phase.value, phase.live, stored.version, _iso(at), text, quarantined.id),
+        )
+        if phase.terminal:
+            db.execute("DELETE FROM target_claims WHERE rollout_id = ?", (quarantined.id,))
+        (last,) = db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (quarantined.id,)
+        ).fetchone()
+        return stored, _append(db, quarantined, events, at, first=last + 1)
 
 
 def _events(db: sqlite3.Connection, rollout_id: str, after: int, limit: int) -> list[Event]:

@@ -18,6 +18,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from motohelpers import DUMMY, REGION, Moto
+from test_errortext import debug_logs
 
 from analysis.base import Measurement, ProviderError, Verdict, Window
 from analysis.cloudwatch import CloudWatchProvider, aligned
@@ -420,3 +421,36 @@ async def test_health_is_one_cheap_read_through_the_shared_clients(
     moto.proxy.fail("POST", r".*", 403, "AccessDenied", "not authorized", times=5)
     with pytest.raises(ProviderError, match="grant cloudwatch:GetMetricData"):
         await provider.health()
+
+
+async def test_an_html_error_page_from_the_backend_is_one_line_in_the_verdict(
+    moto: Moto, aws: AwsClients
+) -> None:
+    # moto cannot compute a p95: GetMetricData answers 500 with a multi-line HTML page. The
+    # gate's explanation (and so every event and the rollback reason) carries one line of
+    # it; the whole page goes to the debug log.
+    moto.client("cloudwatch").put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Duration",
+                "Dimensions": dimensions(v),
+                "Value": 300.0,
+                "Timestamp": NOW - timedelta(seconds=5),  # inside the gate's window
+            }
+            for v in ("1", "2")
+        ],
+    )
+    with debug_logs() as logged:
+        [result] = await judge(
+            [gate(name="p95", preset="lambda-p95-duration", max=800)], CloudWatchProvider(aws)
+        )
+    assert result.verdict == Verdict.ERROR
+    assert "cloudwatch:GetMetricData failed, AWS answered 500 Internal Server Error" in (
+        result.explanation
+    )
+    assert "\n" not in result.explanation
+    assert "<" not in result.explanation
+    bodies = [e["body"] for e in logged if e["event"] == "backend.error_body"]
+    assert bodies
+    assert all("<!doctype html>" in b for b in bodies)
