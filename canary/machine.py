@@ -534,6 +534,27 @@ def _started(r: Rollout, e: Started, now: datetime, retry: RetryPolicy) -> Trans
     )
 
 
+def _retry_or_roll_back(
+    r: Rollout,
+    now: datetime,
+    error: ActionError,
+    retry: RetryPolicy,
+    what: str,
+    failed: tuple[K, RollbackCause],
+    events: list[NewEvent],
+) -> Transition:
+    """A shift or promotion that failed: tried again later while the error is retryable
+    and the budget lasts (an event per attempt), else rolled back with ``failed``'s cause."""
+    kind, cause = failed
+    waiting = _retry_later(r, now, error, retry)
+    if waiting is not None:
+        events.append(_retry_event(kind, what, waiting, now, error))
+        return Transition(waiting, events)
+    reason = f"{what} failed: {_gave_up(r, now, error, retry)}"
+    r = _rollback(r, cause, reason, events, error=error.to_data(), attempt=r.attempts + 1)
+    return Transition(r, events)
+
+
 def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> Transition:
     events: list[NewEvent] = []
     before = r
@@ -545,21 +566,9 @@ def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> T
     if drift is not None:
         return Transition(_pause_for_drift(r, now, drift, events), events)
     if e.error is not None:
-        waiting = _retry_later(r, now, e.error, retry)
         what = f"shift to {e.weight:g}%"
-        if waiting is not None:
-            events.append(_retry_event(K.TRAFFIC_SHIFT_FAILED, what, waiting, now, e.error))
-            return Transition(waiting, events)
-        reason = f"{what} failed: {_gave_up(r, now, e.error, retry)}"
-        r = _rollback(
-            r,
-            RollbackCause.SHIFT_FAILED,
-            reason,
-            events,
-            error=e.error.to_data(),
-            attempt=r.attempts + 1,
-        )
-        return Transition(r, events)
+        failed = (K.TRAFFIC_SHIFT_FAILED, RollbackCause.SHIFT_FAILED)
+        return _retry_or_roll_back(r, now, e.error, retry, what, failed, events)
     events.append(
         _ev(
             K.TRAFFIC_SHIFTED,
@@ -669,20 +678,8 @@ def _promoted(r: Rollout, e: PromoteResult, now: datetime, retry: RetryPolicy) -
     if drift is not None:
         return Transition(_pause_for_drift(r, now, drift, events), events)
     if e.error is not None:
-        waiting = _retry_later(r, now, e.error, retry)
-        if waiting is not None:
-            events.append(_retry_event(K.PROMOTION_FAILED, "promotion", waiting, now, e.error))
-            return Transition(waiting, events)
-        reason = f"promotion failed: {_gave_up(r, now, e.error, retry)}"
-        r = _rollback(
-            r,
-            RollbackCause.PROMOTION_FAILED,
-            reason,
-            events,
-            error=e.error.to_data(),
-            attempt=r.attempts + 1,
-        )
-        return Transition(r, events)
+        failed = (K.PROMOTION_FAILED, RollbackCause.PROMOTION_FAILED)
+        return _retry_or_roll_back(r, now, e.error, retry, "promotion", failed, events)
     events.append(
         _ev(K.ROLLOUT_SUCCEEDED, "promoted: the canary is now the stable version on every target")
     )
