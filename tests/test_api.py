@@ -31,6 +31,7 @@ ROUTES: list[tuple[str, str, str | None, int]] = [
     ("GET", f"{API}/rollouts", "read", 200),
     ("GET", f"{API}/rollouts/{{id}}", "read", 200),
     ("GET", f"{API}/rollouts/{{id}}/events", "read", 200),
+    ("GET", f"{API}/whoami", "read", 200),
     ("POST", f"{API}/rollouts/{{id}}/promote", "operate", 200),
     ("POST", f"{API}/rollouts/{{id}}/pause", "operate", 200),
     ("POST", f"{API}/rollouts/{{id}}/resume", "operate", 200),

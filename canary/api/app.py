@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from analysis.health import ProviderHealth
-from canary import __version__
+from canary import __version__, dashboard
 from canary.api import openapi, rollouts
 from canary.api.auth import Authenticator
 from canary.api.context import (
@@ -42,6 +42,7 @@ from canary.api.context import (
     only_query,
 )
 from canary.api.problems import ProblemError
+from canary.api.whoami import whoami
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
@@ -220,6 +221,8 @@ def build_app(
             web.get("/metrics", metrics, allow_head=False),
             web.get(f"{rollouts.PREFIX}/openapi.json", openapi_document, allow_head=False),
             *rollouts.routes(),
+            web.get(f"{rollouts.PREFIX}/whoami", whoami, allow_head=False),
+            *dashboard.routes(),  # the web page at /, its files under /ui
         ]
     )
     return app

@@ -23,6 +23,7 @@ ROLE_KEY = "x-canary-role"
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 YAML = "application/yaml"
+HTML = "text/html"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -73,6 +74,7 @@ def _schemas() -> dict[str, Any]:
             "key": {"type": "string", "description": "the traffic this target controls"},
             "kind": {"type": "string"},
             "stable": nullable("string", description="stable version, read at the start"),
+            "canary": nullable("string", description="the version being rolled out"),
             "weight": {"type": "number", "description": "canary weight last read back"},
             "restored": {"type": "boolean", "description": "rollback verified on it"},
         },
@@ -204,6 +206,15 @@ def _schemas() -> dict[str, Any]:
                         },
                     },
                 },
+            },
+        },
+        "Identity": {
+            "type": "object",
+            "required": ["name", "role", "anonymous"],
+            "properties": {
+                "name": {"type": "string", "description": "the token's name"},
+                "role": {"type": "string", "enum": ["read", "deploy", "operate"]},
+                "anonymous": {"type": "boolean", "description": "no token: anonymous mode"},
             },
         },
         "PromoteBody": {
@@ -387,7 +398,17 @@ def _paths() -> dict[str, Any]:
                 "List rollouts, newest first",
                 "read",
                 {
-                    "200": _json("a page", "RolloutPage"),
+                    "200": {
+                        "description": (
+                            "JSON page; or, with Accept: text/event-stream (no limit or "
+                            "before), a `rollout` event with the rollout's summary each time "
+                            "one that phase and target select changes, from then on"
+                        ),
+                        "content": {
+                            JSON: {"schema": ref("RolloutPage")},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
                     "400": _problem("a bad query parameter"),
                     "404": _problem("before names no rollout"),
                 },
@@ -476,6 +497,39 @@ def _paths() -> dict[str, Any]:
                         "description": "the seq of the last event seen; wins over ?after",
                         "schema": {"type": "string", "pattern": "^[0-9]{1,15}$"},
                     },
+                ],
+            )
+        },
+        f"{PREFIX}/whoami": {
+            "get": _operation(
+                "whoami",
+                "The caller's token name and role (anonymous: the daemon's anonymous mode)",
+                "read",
+                {"200": _json("who you are", "Identity")},
+            )
+        },
+        "/": {
+            "get": _operation(
+                "dashboard",
+                "The web dashboard (its views are #/ fragments of this page)",
+                None,
+                {"200": {"description": "the page", "content": {HTML: {"schema": {}}}}},
+            )
+        },
+        "/ui/{name}": {
+            "get": _operation(
+                "dashboardFile",
+                "A script or stylesheet of the dashboard",
+                None,
+                {
+                    "200": {
+                        "description": "the file",
+                        "content": {"text/javascript": {"schema": {}}, "text/css": {"schema": {}}},
+                    },
+                    "404": _problem("no such file"),
+                },
+                parameters=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
             )
         },

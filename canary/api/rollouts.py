@@ -24,7 +24,7 @@ from canary import quarantine
 from canary.api.auth import Principal
 from canary.api.context import CANONICAL, ENGINE, protected
 from canary.api.problems import ProblemError, bad_request
-from canary.api.stream import stream_events, wants_stream
+from canary.api.stream import stream_events, stream_rollouts, wants_stream
 from canary.api.views import event_data, rollout_detail, rollout_summary
 from canary.machine import Command, CommandName, CommandRejected
 from canary.model import Phase, Rollout
@@ -280,7 +280,7 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
 
 
 @protected("read", "listing rollouts", query=("phase", "target", "limit", "before"))
-async def list_rollouts(request: web.Request, principal: Principal) -> web.Response:
+async def list_rollouts(request: web.Request, principal: Principal) -> web.StreamResponse:
     store = request.app[ENGINE].store
     phase: Phase | None = None
     if "phase" in request.query:
@@ -293,6 +293,15 @@ async def list_rollouts(request: web.Request, principal: Principal) -> web.Respo
                 "query.phase",
             ) from None
     target = request.query.get("target")
+    if wants_stream(request):  # a live list: each change of a rollout, from now on
+        paged = sorted({"limit", "before"} & set(request.query))
+        if paged:
+            raise bad_request(
+                f"{paged[0]} pages the JSON list; a stream of changes has no pages (drop it, "
+                "or ask for application/json)",
+                f"query.{paged[0]}",
+            )
+        return await stream_rollouts(request, phase.value if phase else None, target)
     limit = int_param(request, "limit", 50, 1, MAX_LIMIT)
     before = request.query.get("before")
     if before is not None and not ID_PATTERN.match(before):

@@ -148,3 +148,43 @@ async def follow(
             await stream.catch_up()
         await stream.send(events)
     await stream.end()
+
+
+async def stream_rollouts(
+    request: web.Request, phase: str | None, target: str | None
+) -> web.StreamResponse:
+    """Every change of a rollout (that ``phase`` and ``target`` select) as a ``rollout`` event
+    with its summary, until the client leaves: what a live list needs after its first page.
+    Changes are not stored as such, so there is no replay: a client subscribes, then reads
+    the list."""
+    engine = request.app[ENGINE]
+    streams = request.app[STREAMS]
+    queue = engine.subscribe()
+    try:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Request-Id": REQUEST_ID.get(),
+            }
+        )
+        await response.prepare(request)
+        try:
+            await response.write(b"retry: 1000\n\n")
+            while True:
+                batch = await _next(queue, streams.closing, streams.heartbeat)
+                if batch is None:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                saved = batch[0]
+                if phase is not None and saved.phase.value != phase:
+                    continue
+                if target is not None and target not in {t.key for t in saved.targets}:
+                    continue
+                await response.write(frame({"rollout": rollout_summary(saved)}, kind="rollout"))
+        except (ConnectionResetError, _Closing):
+            pass  # the client left, or the daemon stops: the client reconnects
+        return response
+    finally:
+        engine.unsubscribe(queue)

@@ -13,6 +13,7 @@ from canary.model import Event, Rollout
 
 def rollout_summary(r: Rollout) -> dict[str, Any]:
     """A rollout without its spec: what lists and progress displays need."""
+    canary = {t.key(): t.canary_version for t in r.spec.targets}
     return {
         "id": r.id,
         "name": r.name,
@@ -30,6 +31,7 @@ def rollout_summary(r: Rollout) -> dict[str, Any]:
                 "key": t.key,
                 "kind": t.kind,
                 "stable": t.stable,
+                "canary": canary.get(t.key),
                 "weight": t.weight,
                 "restored": t.restored,
             }

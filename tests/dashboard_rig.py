@@ -1,0 +1,90 @@
+"""The daemon's app on a real socket for a real browser: the engine, the in-memory store and
+targets, scripted metrics, and the API tokens of api_rig, in an event loop of its own
+thread (the browser is driven from the test's thread with Playwright's sync API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+from aiohttp import web
+from api_rig import TOKENS, healthy, spec_data, token_specs
+
+from analysis.scripted import ScriptedProvider
+from canary.api.app import ApiRunner, build_app
+from canary.clock import RealClock
+from canary.engine import Engine, EngineOptions
+from canary.store import MemoryStore
+from config.settings import Settings
+from strategies.memory import MemoryFleet
+
+CHROMIUM_DIRS = ("/usr/lib/chromium",)
+
+
+class LiveDaemon:
+    """The app at ``self.url`` until ``stop()``."""
+
+    def __init__(self, script: Any = healthy) -> None:
+        self.provider = ScriptedProvider(script)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.url: str = self._run(self._start())
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _start(self) -> str:
+        self.engine = Engine(
+            MemoryStore(),
+            RealClock(),
+            MemoryFleet(stable="1").factory,
+            {"cloudwatch": self.provider},
+            options=EngineOptions(step_retry=0.2),
+        )
+        settings = Settings(tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1")
+        self.runner = ApiRunner(build_app(self.engine, settings), shutdown_timeout=2)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        await self.engine.start()
+        host, port = self.runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def _stop(self) -> None:
+        await self.runner.cleanup()
+        await self.engine.stop()
+
+    def stop(self) -> None:
+        self._run(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def call(
+        self, method: str, path: str, as_token: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """The API as another client (the CLI, a colleague) calls it: (status, JSON)."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {TOKENS[as_token][0]}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def start(self, function: str, **kwargs: Any) -> dict[str, Any]:
+        """A rollout started through the API by the ``ci`` (deploy) token."""
+        status, rollout = self.call("POST", "/rollouts", "ci", spec_data(function, **kwargs))
+        assert status == 201, rollout
+        return dict(rollout)

@@ -1,0 +1,199 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``) driven by
+Playwright, against the daemon's app on a real socket.
+
+What a person would notice: the list shows a running rollout and follows it live; a
+rollout's page moves when its step changes, without a reload; an operate token's button
+acts and the page shows the result; a token that may not is refused with the API's reason;
+a read token sees everything and no buttons; the token never reaches a URL or
+localStorage. Screenshots are saved as artefacts (``CANARY_SCREENSHOTS``, else a
+temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_rig import TOKENS
+from dashboard_rig import CHROMIUM_DIRS, LiveDaemon
+from services import require_binary
+
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+LONG = [{"weight": 10, "bake": "1h"}, {"weight": 50, "bake": "1h"}, {"weight": 100}]
+FAST = {
+    "interval": "1s",
+    "gates": [{"name": "error-rate", "provider": "cloudwatch", "query": "errors", "max": 0.01}],
+}
+TIMEOUT = 10_000  # ms: how long an expectation waits for the page
+expect.set_options(timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[LiveDaemon]:
+    live = LiveDaemon()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """One browser per test: Playwright's sync API runs an event loop in this thread while
+    it is started, and each test's own loop (conftest's pending-task check) needs it gone."""
+    chromium = require_binary("chromium", CHROMIUM_DIRS)
+    with playwright.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("CANARY_SCREENSHOTS")
+    where = Path(given) if given else tmp_path_factory.mktemp("screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture
+def page(browser: Any, daemon: LiveDaemon) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(TIMEOUT)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.on(
+        "console", lambda m: errors.append(m.text) if m.type == "error" else None
+    )  # a CSP violation is reported here
+    yield opened
+    context.close()
+    refused = [e for e in errors if "401" not in e and "403" not in e]
+    assert not refused, refused
+
+
+def sign_in(page: Any, daemon: LiveDaemon, name: str, path: str = "/") -> None:
+    page.goto(daemon.url + path)
+    page.fill("#token", TOKENS[name][0])
+    page.click("#login button[type=submit]")
+    expect(page.locator("#who")).to_contain_text(f"{name} (role {TOKENS[name][1]})")
+
+
+def test_the_list_shows_a_running_rollout_as_it_starts(
+    page: Any, daemon: LiveDaemon, shots: Path
+) -> None:
+    sign_in(page, daemon, "reader")
+    expect(page.locator("#stream-state")).to_contain_text("live")
+    rollout = daemon.start("listed", steps=LONG, name="listed")  # after the page loaded
+    row = page.locator(f"tr[data-id='{rollout['id']}']")
+    expect(row).to_contain_text("listed")
+    expect(row).to_contain_text("lambda-alias/us-east-1/listed/live")
+    expect(row).to_contain_text("1 → 2")
+    expect(row.locator(".step")).to_have_text("1/3")
+    expect(row.locator(".weight")).to_have_text("10%")
+    expect(row.locator("[data-phase]")).to_have_text("baking")
+    expect(row).to_contain_text("ci")  # who started it
+    page.screenshot(path=shots / "list.png")
+
+    page.select_option("#phase-filter", "succeeded")
+    expect(row).to_have_count(0)
+    page.select_option("#phase-filter", "baking")
+    expect(row).to_have_count(1)
+    page.fill("#target-filter", "nothing-like-it")
+    expect(row).to_have_count(0)
+    page.fill("#target-filter", "listed")
+    expect(row).to_have_count(1)
+
+    status, _ = daemon.call("POST", f"/rollouts/{rollout['id']}/promote", "ana", {})
+    assert status == 200
+    expect(row.locator(".step")).to_have_text("2/3")  # through the stream, no reload
+    expect(row.locator(".weight")).to_have_text("50%")
+
+
+def test_a_rollouts_page_follows_its_step_without_a_reload(
+    page: Any, daemon: LiveDaemon, shots: Path
+) -> None:
+    rollout = daemon.start("stepping", steps=LONG, analysis=FAST, name="stepping")
+    sign_in(page, daemon, "reader", f"/#/rollouts/{rollout['id']}")
+    expect(page.locator("#where")).to_contain_text("step 1/3 at 10%")
+    expect(page.locator("#plan li[data-state=current]")).to_contain_text("10% · bake 1h")
+    expect(page.locator("#where")).to_contain_text("left")
+    page.evaluate("window.notReloaded = true")
+
+    status, _ = daemon.call(
+        "POST", f"/rollouts/{rollout['id']}/promote", "ana", {"reason": "looks good"}
+    )
+    assert status == 200
+    expect(page.locator("#where")).to_contain_text("step 2/3 at 50%")
+    expect(page.locator("#plan li[data-state=current]")).to_contain_text("50%")
+    expect(page.locator("#plan li[data-state=done]")).to_have_count(1)
+    command = page.locator("#events tr[data-kind='command.promote']")
+    expect(command).to_contain_text("ana")  # who did it
+    expect(command).to_contain_text("looks good")  # and why
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=shots / "rollout.png", full_page=True)
+
+
+def test_an_operate_token_pauses_and_the_page_shows_it(page: Any, daemon: LiveDaemon) -> None:
+    rollout = daemon.start("operated", steps=LONG, name="operated")
+    sign_in(page, daemon, "ana", f"/#/rollouts/{rollout['id']}")
+    page.fill("#reason", "checking a dashboard")
+    page.click("button[data-command=pause]")
+    expect(page.locator("#result")).to_have_text("pause: done; the rollout is now paused")
+    expect(page.locator("h1 [data-phase]")).to_have_text("paused")
+    expect(page.locator("#why")).to_contain_text("checking a dashboard")
+    status, after = daemon.call("GET", f"/rollouts/{rollout['id']}", "reader")
+    assert (status, after["phase"]) == (200, "paused")
+
+    page.click("button[data-command=abort]")  # the reason typed is kept
+    expect(page.locator("h1 [data-phase]")).to_have_text(re.compile("rolling_back|rolled_back"))
+    expect(page.locator("button[data-command]")).to_have_count(0)  # nothing left to command
+
+
+def test_a_token_that_may_not_operate_is_refused_with_the_reason(
+    page: Any, daemon: LiveDaemon, shots: Path
+) -> None:
+    rollout = daemon.start("refused", steps=LONG, name="refused")
+    sign_in(page, daemon, "ci", f"/#/rollouts/{rollout['id']}")
+    expect(page.locator("#controls .note")).to_contain_text("need role operate")
+    page.click("button[data-command=pause]")
+    expect(page.locator("#result")).to_have_text(
+        "pause refused: token 'ci' has role deploy; pause (a command) needs role operate "
+        "(or higher: read < deploy < operate)"
+    )
+    page.screenshot(path=shots / "refused.png")
+    status, after = daemon.call("GET", f"/rollouts/{rollout['id']}", "reader")
+    assert (status, after["phase"]) == (200, "baking")
+
+
+def test_a_read_token_sees_everything_and_no_buttons(page: Any, daemon: LiveDaemon) -> None:
+    rollout = daemon.start("readonly", steps=LONG, name="readonly")
+    sign_in(page, daemon, "reader", f"/#/rollouts/{rollout['id']}")
+    expect(page.locator("#events tr[data-kind='traffic.shifted']")).to_have_count(1)
+    expect(page.locator("#plan li")).to_have_count(3)
+    expect(page.locator("button[data-command]")).to_have_count(0)
+    expect(page.locator("#reason")).to_have_count(0)
+
+
+def test_the_token_is_asked_for_checked_and_kept_in_the_tab_only(
+    page: Any, daemon: LiveDaemon
+) -> None:
+    page.goto(daemon.url + "/")
+    expect(page.locator("#login")).to_be_visible()
+    page.fill("#token", "not-a-token")
+    page.click("#login button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("not one this daemon knows")
+    sign_in(page, daemon, "ana")
+    secret = TOKENS["ana"][0]
+    assert secret not in page.url
+    assert page.evaluate("window.localStorage.length") == 0
+    assert page.evaluate("sessionStorage.getItem('canary.token')") == secret
+    page.reload()  # the tab keeps it
+    expect(page.locator("#who")).to_contain_text("ana (role operate)")
+    page.click("#forget")
+    expect(page.locator("#login")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
