@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from api_rig import TOKENS, healthy, spec_data, token_specs
 
+from analysis.base import Measurement, MetricQuery, ProviderError
 from analysis.scripted import ScriptedProvider
 from canary.api.app import ApiRunner, build_app
 from canary.clock import RealClock
@@ -25,10 +26,20 @@ from strategies.memory import MemoryFleet
 CHROMIUM_DIRS = ("/usr/lib/chromium",)
 
 
+def by_gate(query: MetricQuery) -> Measurement | ProviderError:
+    """Known values by gate name: ``latency`` 120 ms on the canary beside 100 on the stable,
+    ``errors-high`` 5% errors, any other gate healthy (0.2%)."""
+    if query.gate == "latency":
+        return Measurement(120.0 if query.side == "canary" else 100.0, 1000)
+    if query.gate == "errors-high":
+        return Measurement(0.05, 1000)
+    return healthy(query)
+
+
 class LiveDaemon:
     """The app at ``self.url`` until ``stop()``."""
 
-    def __init__(self, script: Any = healthy) -> None:
+    def __init__(self, script: Any = by_gate) -> None:
         self.provider = ScriptedProvider(script)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -197,3 +197,63 @@ def test_the_token_is_asked_for_checked_and_kept_in_the_tab_only(
     page.click("#forget")
     expect(page.locator("#login")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+CHARTED = {
+    "interval": "1s",
+    "gates": [
+        {"name": "error-rate", "provider": "cloudwatch", "query": "errors", "max": 0.01},
+        {
+            "name": "latency",
+            "provider": "cloudwatch",
+            "query": "latency",
+            "stable_query": "latency",
+            "relative": {"max_increase_percent": 50},
+        },
+    ],
+}
+FAILING = {
+    "interval": "1s",
+    "gates": [{"name": "errors-high", "provider": "cloudwatch", "query": "errors", "max": 0.01}],
+}
+
+
+def evaluations(daemon: LiveDaemon, rollout_id: str) -> list[dict[str, Any]]:
+    status, page = daemon.call("GET", f"/rollouts/{rollout_id}/events", "reader")
+    assert status == 200
+    return [e for e in page["items"] if e["kind"] == "analysis.evaluated"]
+
+
+def test_each_gate_is_charted_one_point_per_evaluation_with_its_threshold(
+    page: Any, daemon: LiveDaemon, shots: Path
+) -> None:
+    steps = [{"weight": 20, "bake": "3s"}, {"weight": 100}]
+    passing = daemon.start("charted", steps=steps, analysis=CHARTED, name="charted")
+    failing = daemon.start("failing", steps=steps, analysis=FAILING, name="failing")
+    sign_in(page, daemon, "reader", f"/#/rollouts/{passing['id']}")
+    expect(page.locator("h1 [data-phase]")).to_have_text("succeeded", timeout=20_000)
+
+    evaluated = evaluations(daemon, passing["id"])
+    assert len(evaluated) >= 2
+    errors = page.locator("svg[data-gate='error-rate']")
+    expect(errors.locator("circle.point")).to_have_count(len(evaluated))
+    expect(errors.locator("circle[data-verdict=pass]")).to_have_count(len(evaluated))
+    expect(errors.locator("line[data-threshold='0.01']")).to_have_count(1)
+    expect(errors.locator("[data-series=stable]")).to_have_count(0)  # compares with none
+    latency = page.locator("svg[data-gate='latency']")
+    expect(latency.locator("circle.point")).to_have_count(len(evaluated))
+    expect(latency.locator("[data-series=stable]")).to_have_count(1)  # stable beside canary
+    expect(latency.locator("[data-threshold=relative]")).to_have_count(1)
+    seqs = errors.locator("circle.point").evaluate_all("cs => cs.map(c => Number(c.dataset.seq))")
+    assert seqs == [e["seq"] for e in evaluated]
+    page.screenshot(path=shots / "charts.png", full_page=True)
+
+    page.goto(f"{daemon.url}/#/rollouts/{failing['id']}")
+    expect(page.locator("h1 [data-phase]")).to_have_text("rolled_back", timeout=20_000)
+    expect(page.locator("#why")).to_contain_text("errors-high")
+    failed = evaluations(daemon, failing["id"])
+    marks = page.locator("svg[data-gate='errors-high'] circle[data-verdict=fail]")
+    expect(marks).to_have_count(
+        len([e for e in failed if e["data"]["results"][0]["verdict"] == "FAIL"])
+    )
+    expect(marks).not_to_have_count(0)

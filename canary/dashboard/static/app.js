@@ -260,7 +260,7 @@ async function rolloutView(id) {
       h("h1", {}, rollout.name, " ", phaseBadge(rollout.phase)),
       h("p", { class: "meta", text: `${rollout.targets.map((t) => t.key).join(", ")} · ${versions(rollout)} · started by ${rollout.created_by ?? "?"} ${age(rollout.created_at)} ago` }),
       rollout.paused_reason && rollout.phase === "paused" ? h("p", { class: "why", id: "why", text: `Paused: ${rollout.paused_reason}` }) : null,
-      rollout.reason ? h("p", { class: "why", id: "why", text: rollout.reason }) : null,
+      rollout.reason ? h("p", { class: rollout.phase === "succeeded" ? "meta" : "why", id: "why", text: rollout.reason }) : null,
     ].filter(Boolean));
     body.replaceChildren(plan(rollout, events));
     const wantControls = `${rollout.live}`;
