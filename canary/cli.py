@@ -188,12 +188,26 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
 
 
 @cli.command()
+@click.option(
+    "--linger",
+    is_flag=True,
+    help="keep the daemon and its dashboard up after the rollouts, until Ctrl-C",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="the dashboard's port on 127.0.0.1 (0: any free port)",
+)
 @_friendly
-def demo() -> None:
-    """Two Lambda rollouts against a local AWS emulator: one promoted, one rolled back."""
+def demo(linger: bool, port: int) -> None:
+    """Two Lambda rollouts against a local AWS emulator: one promoted, one rolled back.
+
+    Prints the dashboard's URL (and a token made up for the run) while they run."""
     from canary.demo import main as run_demo
 
-    sys.exit(run_demo())
+    sys.exit(run_demo(linger=linger, port=port))
 
 
 cli.add_command(rollout)

@@ -14,6 +14,11 @@ p95 gate of the shipped example is left out: moto does not compute percentiles.
 
 The store is SQLite in a temporary directory, not memory: it is what ``canary serve`` runs
 on by default, so the demo goes through the same write-ahead path.
+
+The daemon's HTTP app (API and dashboard) is served on 127.0.0.1 while the rollouts run, so a
+person can watch them in a browser. It takes one token, made up for this run and printed
+with the URL (never put in it); no anonymous access, even on localhost. ``--linger`` keeps
+the daemon and the page up after both rollouts have ended, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import asyncio
 import io
 import logging
 import math
+import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -33,18 +40,22 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from analysis.cloudwatch import CloudWatchProvider
 from analysis.judges import fmt
 from canary import logs
+from canary.api.app import ApiRunner, build_app
+from canary.api.auth import hash_token
 from canary.clock import RealClock
 from canary.engine import Engine, EngineOptions
 from canary.events import INTENTS, EventKind
 from canary.model import Event, Phase, Rollout
 from canary.store.sqlite import SQLiteStore
-from config.spec import RolloutDocument, parse_document
+from config.settings import Settings, TokenSpec
+from config.spec import RolloutDocument, canonical_document, parse_document
 from strategies.aws import AwsClients, from_settings
 from strategies.lambda_alias import describe_alias, routing
 from strategies.registry import Clients, factory
@@ -327,7 +338,40 @@ async def _follow(queue: asyncio.Queue[tuple[Rollout, list[Event]]], display: Di
         display.show(rollout, events)
 
 
-async def run(console: Console) -> int:
+async def serve(engine: Engine, aws: AwsClients, port: int) -> tuple[ApiRunner, str, str]:
+    """The daemon's app on 127.0.0.1:``port`` (0: any free port): (runner, URL, token)."""
+    token = secrets.token_urlsafe(18)
+    settings = Settings(
+        tokens=[TokenSpec(name="demo", sha256=hash_token(token), role="operate")],
+        allow_anonymous=False,
+        aws_region=REGION,
+    )
+    clients = Clients(None, {from_settings: aws})
+    app = build_app(
+        engine, settings, canonical=lambda document: canonical_document(document, clients)
+    )
+    runner = ApiRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    host, bound = runner.addresses[0][:2]
+    return runner, f"http://{host}:{bound}/", token
+
+
+async def until_interrupted() -> None:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
     started = time.monotonic()
     console.print(
         "[bold]canary demo[/]: two rollouts of the Lambda alias "
@@ -361,6 +405,19 @@ async def run(console: Console) -> int:
         display = Display(console, started)
         queue = engine.subscribe()
         await engine.start()
+        try:
+            runner, url, token = await serve(engine, aws, port)
+        except OSError as exc:
+            engine.unsubscribe(queue)
+            await engine.stop()
+            await store.close()
+            aws.close()
+            console.print(f"[red]cannot serve the dashboard on 127.0.0.1:{port}: {exc}[/]")
+            return 2
+        console.print(
+            f"dashboard: [bold]{url}[/] (it asks for a token once: [bold]{token}[/], role "
+            "operate, made up for this run)\n"
+        )
         outcomes: list[Rollout] = []
         tasks = [
             asyncio.create_task(traffic.run(stop)),
@@ -386,7 +443,14 @@ async def run(console: Console) -> int:
                         break
                     await asyncio.sleep(0.3)  # let the last events reach the timeline
                     outcomes.append(outcome)
+            if linger:
+                console.print(
+                    f"\nthe rollouts have ended; the daemon and the dashboard stay up at "
+                    f"[bold]{url}[/] until Ctrl-C"
+                )
+                await until_interrupted()
         finally:
+            await runner.cleanup()
             stop.set()
             for task in tasks[1:]:
                 task.cancel()
@@ -432,7 +496,7 @@ def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], to
     return 0 if ok else 1
 
 
-def main() -> int:
+def main(*, linger: bool = False, port: int = 0) -> int:
     logs.configure(level="error", fmt="console")
     try:
         import moto.server  # noqa: F401
@@ -443,4 +507,4 @@ def main() -> int:
         return 2
     # Lines are not wrapped (a terminal wraps them), and output to a file or pipe is wide.
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-    return asyncio.run(run(console))
+    return asyncio.run(run(console, linger=linger, port=port))

@@ -5,14 +5,20 @@ What a person would notice: the list shows a running rollout and follows it live
 rollout's page moves when its step changes, without a reload; an operate token's button
 acts and the page shows the result; a token that may not is refused with the API's reason;
 a read token sees everything and no buttons; the token never reaches a URL or
-localStorage. Screenshots are saved as artefacts (``CANARY_SCREENSHOTS``, else a
+localStorage. Screenshots are saved as artefacts (``DASHBOARD_SCREENSHOTS``, else a
 temporary directory).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("CANARY_SCREENSHOTS")
+    given = os.environ.get("DASHBOARD_SCREENSHOTS")
     where = Path(given) if given else tmp_path_factory.mktemp("screenshots")
     where.mkdir(parents=True, exist_ok=True)
     return where
@@ -257,3 +263,61 @@ def test_each_gate_is_charted_one_point_per_evaluation_with_its_threshold(
         len([e for e in failed if e["data"]["results"][0]["verdict"] == "FAIL"])
     )
     expect(marks).not_to_have_count(0)
+
+
+def test_the_demo_shows_both_rollouts_live_and_lingers_until_ctrl_c(page: Any, shots: Path) -> None:
+    """``canary demo --linger``: the URL and a token are printed while the rollouts run, the
+    page shows both rollouts as they go, and the daemon stays up until Ctrl-C. (That the
+    demo without --linger ends on its own within 90 s: tests/aws/test_demo_and_cli.py.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CANARY_"))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "canary", "demo", "--linger"],
+        env=env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in demo.stdout or ()])
+    reader.start()
+
+    def line_with(text: str, within: float = 60) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                assert demo.poll() is None, demo.stderr.read() if demo.stderr else ""
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"the demo never printed {text!r}")
+
+    try:
+        found = re.search(r"dashboard: (\S+) .*token once: (\S+),", line_with("dashboard:"))
+        assert found is not None
+        url, secret = found.groups()
+        page.goto(url)
+        page.fill("#token", secret)
+        page.click("#login button[type=submit]")
+        expect(page.locator("#who")).to_contain_text("demo (role operate)")
+        a = page.locator("tr", has_text="demo-a")
+        expect(a.locator("[data-phase]")).to_have_text(
+            re.compile("pending|shifting|baking|promoting"), timeout=30_000
+        )  # seen live, not only once it has ended
+        expect(a.locator("[data-phase]")).to_have_text("succeeded", timeout=60_000)
+        b = page.locator("tr", has_text="demo-b")
+        expect(b.locator("[data-phase]")).to_have_text("rolled_back", timeout=60_000)
+        line_with("until Ctrl-C")
+        page.reload()  # still served after both have ended
+        expect(page.locator("tr", has_text="demo-b")).to_have_count(1)
+        page.screenshot(path=shots / "demo.png")
+        page.goto("about:blank")  # a page left open would reconnect to the stopped daemon
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+        line_with("demo: both outcomes as expected", within=5)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        reader.join(10)

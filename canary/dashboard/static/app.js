@@ -140,20 +140,23 @@ function listView() {
   target.addEventListener("input", draw);
 
   const signal = leave.signal;
-  // Subscribe first, then read the list: a change between the two is not lost.
+  const read = () => api("/rollouts?limit=200")
+    .then((page) => {
+      for (const r of page.items) if (!rollouts.has(r.id) || r.updated_at > rollouts.get(r.id).updated_at) rollouts.set(r.id, r);
+      draw();
+    })
+    .catch((e) => error.replaceChildren(problemBox(e)));
+  // Subscribe first, then read the list (again after each reconnect): the stream has no
+  // replay, so a change between the two is not lost this way.
   follow("/rollouts", (kind, data) => {
     if (kind === "rollout") {
       rollouts.set(data.rollout.id, data.rollout);
       draw();
     }
-  }, signal, (s) => { state.textContent = s === "live" ? "● live" : s; })
-    .catch((e) => error.replaceChildren(problemBox(e)));
-  api("/rollouts?limit=200")
-    .then((page) => {
-      for (const r of page.items) if (!rollouts.has(r.id)) rollouts.set(r.id, r);
-      draw();
-    })
-    .catch((e) => error.replaceChildren(problemBox(e)));
+  }, signal, (s) => {
+    state.textContent = s === "live" ? "● live" : s;
+    if (s === "live") read();
+  }).catch((e) => error.replaceChildren(problemBox(e)));
   const ticker = setInterval(draw, 5000); // ages
   signal.addEventListener("abort", () => clearInterval(ticker));
 }
