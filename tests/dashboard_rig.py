@@ -99,3 +99,17 @@ class LiveDaemon:
         status, rollout = self.call("POST", "/rollouts", "ci", spec_data(function, **kwargs))
         assert status == 201, rollout
         return dict(rollout)
+
+    def break_record(self, rollout_id: str) -> None:
+        """Make the stored record of a rollout unreadable (a bake no build can read), as a
+        bad migration or a hand edit would: the store quarantines it."""
+
+        async def edit() -> None:
+            rollout = await self.engine.store.get(rollout_id)
+            data = json.loads(rollout.model_dump_json())
+            data["document"]["spec"]["steps"][0]["bake"] = "Infinitys"
+            store = self.engine.store
+            assert isinstance(store, MemoryStore)
+            store.replace_record(rollout_id, json.dumps(data))
+
+        self._run(edit())

@@ -31,6 +31,7 @@ def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> Non
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert "compressed to seconds" in out
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/ ", out), "the dashboard's URL"
     assert "moto does not compute percentiles" in out
     assert "rollout A, version 2" in out
     assert "succeeded at step 4/4 (as expected)" in out

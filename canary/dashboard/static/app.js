@@ -264,8 +264,15 @@ async function rolloutView(id) {
       h("p", { class: "meta", text: `${rollout.targets.map((t) => t.key).join(", ")} · ${versions(rollout)} · started by ${rollout.created_by ?? "?"} ${age(rollout.created_at)} ago` }),
       rollout.paused_reason && rollout.phase === "paused" ? h("p", { class: "why", id: "why", text: `Paused: ${rollout.paused_reason}` }) : null,
       rollout.reason ? h("p", { class: rollout.phase === "succeeded" ? "meta" : "why", id: "why", text: rollout.reason }) : null,
+      rollout.quarantine ? h("p", { class: "why", id: "quarantine", text: `Quarantined (its stored record no longer validates; only an abort applies): ${rollout.quarantine.error} ${rollout.quarantine.fix}` }) : null,
     ].filter(Boolean));
-    body.replaceChildren(plan(rollout, events));
+    if (rollout.quarantine) { // the stored plan cannot be trusted: nothing drawn from it
+      body.replaceChildren();
+      charts.replaceChildren();
+    } else {
+      body.replaceChildren(plan(rollout, events));
+      gateCharts(charts, rollout, events);
+    }
     const wantControls = `${rollout.live}`;
     if (controlsShown !== wantControls) { // keep the reason typed so far
       controlsShown = wantControls;
@@ -274,7 +281,6 @@ async function rolloutView(id) {
       if (existing) existing.remove();
       if (fresh) result.before(fresh);
     }
-    gateCharts(charts, rollout, events);
   };
   draw();
   let refreshing = null;
@@ -282,6 +288,13 @@ async function rolloutView(id) {
     refreshing ??= api(`/rollouts/${id}`).then((r) => { rollout = r; draw(); })
       .catch(() => {}).finally(() => { refreshing = null; });
   };
+  if (rollout.quarantine) { // nothing runs it, so there is nothing to follow: its log as stored
+    api(`/rollouts/${id}/events`).then((page) => {
+      events.push(...page.items);
+      log.replaceChildren(...page.items.reverse().map(eventRow));
+    }).catch((e) => body.append(problemBox(e)));
+    return;
+  }
   follow(`/rollouts/${id}/events`, (kind, data) => {
     if (kind === "end") {
       rollout = { ...rollout, ...data.rollout };
