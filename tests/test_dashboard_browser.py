@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from api_rig import TOKENS
 from dashboard_rig import CHROMIUM_DIRS, LiveDaemon
+from playwright import sync_api as playwright  # a pinned dev dependency: never skipped
 from services import require_binary, wait_for
 
-playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
 LONG = [{"weight": 10, "bake": "1h"}, {"weight": 50, "bake": "1h"}, {"weight": 100}]
