@@ -45,6 +45,7 @@ from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
+from canary.slack import slack_checked
 from config.errors import SpecError, shorten
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -208,7 +209,7 @@ def build_app(
         clients = Clients(settings)
         app.on_cleanup.append(lambda _: _close(clients))
         canonical = partial(canonical_document, clients=clients)
-    app[CANONICAL] = _refusing(canonical)
+    app[CANONICAL] = _refusing(slack_checked(canonical, settings))
     app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
     app[METRICS] = metrics_registry or Metrics()
     app[STREAMS] = Streams(heartbeat=heartbeat)
