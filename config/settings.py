@@ -85,6 +85,11 @@ class CoreSettings(BaseSettings):
         default=None,
         description="Slack bot token (xoxb-...): one live message and thread per rollout",
     )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming webhook URL: one message per event (instead of the bot "
+        "token); never logged",
+    )
     slack_channel: str | None = Field(
         default=None,
         description="channel of rollouts whose spec names none (#name or id); needed with "
@@ -121,17 +126,40 @@ class CoreSettings(BaseSettings):
             )
         return value
 
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError(
+                "is not a URL; copy the Webhook URL (https://hooks.slack.com/services/...) "
+                "from the app's Incoming Webhooks page"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _slack_channel_with_token(self) -> CoreSettings:
-        if self.slack_bot_token is not None and self.slack_channel is None:
+    def _one_slack_mode(self) -> CoreSettings:
+        found: list[tuple[str, str]] = []
+        if self.slack_bot_token is not None and self.slack_webhook_url is not None:
+            found.append(
+                (
+                    "slack_webhook_url",
+                    "set together with CANARY_SLACK_BOT_TOKEN; canary posts one way: unset "
+                    "one (the bot token gives one live message per rollout)",
+                )
+            )
+        elif self.slack_bot_token is not None and self.slack_channel is None:
+            found.append(("slack_channel", "required with CANARY_SLACK_BOT_TOKEN; e.g. #deploys"))
+        elif self.slack_webhook_url is not None and self.slack_channel is not None:
+            found.append(
+                (
+                    "slack_channel",
+                    "an incoming webhook posts to the channel it was made for; unset "
+                    "CANARY_SLACK_CHANNEL (or use CANARY_SLACK_BOT_TOKEN instead of the webhook)",
+                )
+            )
+        if found:
             raise PydanticCustomError(
-                "setting_problems",
-                "CANARY_SLACK_CHANNEL is required with CANARY_SLACK_BOT_TOKEN",
-                {
-                    "problems": [
-                        ("slack_channel", "required with CANARY_SLACK_BOT_TOKEN; e.g. #deploys")
-                    ]
-                },
+                "setting_problems", "; ".join(m for _, m in found), {"problems": found}
             )
         return self
 
@@ -292,7 +320,6 @@ CLIENT_VARIABLES = frozenset(
 
 # Slack settings of what is not built yet: refused by name, never silently ignored.
 SLACK_NOT_AVAILABLE = {
-    "CANARY_SLACK_WEBHOOK_URL": "Slack incoming webhooks",
     "CANARY_SLACK_SIGNING_SECRET": "Slack buttons (interactivity)",
     "CANARY_SLACK_ALLOWLIST": "Slack buttons (interactivity)",
 }
@@ -312,7 +339,8 @@ def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
                 Problem(
                     variable,
                     f"{what} are not available in this version of canary (they come with the "
-                    "[slack] issue; the bot token, CANARY_SLACK_BOT_TOKEN, works); unset it",
+                    "[slack] issue; notifications through CANARY_SLACK_BOT_TOKEN or "
+                    "CANARY_SLACK_WEBHOOK_URL work); unset it",
                 )
             )
             continue

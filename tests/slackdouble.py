@@ -7,6 +7,10 @@ at most 3000 characters); ``thread_ts`` must name a message in that channel;
 ``chat.update`` needs the channel *id* (as returned by ``chat.postMessage``) and the ``ts``
 of a message in it (else ``channel_not_found`` / ``message_not_found``).
 
+Incoming webhooks (``POST /services/T.../B.../...``) take a JSON ``text`` and/or ``blocks``
+and answer ``ok`` as text/plain, or ``no_service`` (404) for another URL and
+``invalid_payload`` (400) for a body without text.
+
 Faults are scripted: ``fail(status, times, headers)`` answers the next calls with an error
 status; ``down = True`` answers every call with 503.
 """
@@ -14,6 +18,7 @@ status; ``down = True`` answers every call with 503.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,14 +62,22 @@ class SlackDouble:
         self.calls: list[tuple[str, dict[str, Any]]] = []  # every request that arrived
         self.faults: list[Fault] = []
         self.down = False
+        self.webhook_path = "/services/T0TEAM/B0HOOK/s3cr3tw3bh00k"
+        self.webhook_posts: list[Posted] = []
+        self.webhook_down: Callable[[], bool] = lambda: False
         self._ts = itertools.count(1)
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_post("/services/{path:.*}", self._webhook)
         self.server = TestServer(app)
 
     @property
     def api_url(self) -> str:
         return str(self.server.make_url("/api/"))
+
+    @property
+    def webhook_url(self) -> str:
+        return str(self.server.make_url(self.webhook_path))
 
     async def __aenter__(self) -> SlackDouble:
         await self.server.start_server()
@@ -113,6 +126,20 @@ class SlackDouble:
         if method == "chat.update":
             return self._update(body)
         return self._error("unknown_method")
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json() if request.can_read_body else {}
+        self.calls.append(("webhook", body))
+        if self.webhook_down():
+            return web.Response(status=503, text="service_unavailable")
+        if request.path != self.webhook_path:
+            return web.Response(status=404, text="no_service")
+        if request.content_type != "application/json" or self._content_error(body):
+            return web.Response(status=400, text="invalid_payload")
+        self.webhook_posts.append(
+            Posted("C0HOOK", str(len(self.webhook_posts)), body.get("text", ""), body["blocks"])
+        )
+        return web.Response(text="ok")
 
     def _error(self, error: str) -> web.Response:
         return web.json_response({"ok": False, "error": error})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_rig import ApiRig, auth, spec_data
+from api_rig import ApiRig, auth, spec_data, token_specs
 from helpers import T0, document, lambda_target
 from slackdouble import Posted, SlackDouble
 from structlog.testing import capture_logs
@@ -27,7 +27,8 @@ from canary.machine import Command
 from canary.metrics import Metrics
 from canary.model import Event, Phase, Rollout
 from canary.simulate import drive
-from canary.slack import Delivery, SlackNotifier, build_notifier
+from canary.slack import Delivery, QueuedNotifier, WebhookNotifier, build_notifier
+from canary.slack.render import reply
 from canary.store import MemoryStore, SQLiteStore, Store
 from config.settings import Settings
 from config.spec import RolloutDocument
@@ -57,6 +58,10 @@ class Waits:
     async def __call__(self, seconds: float) -> None:
         self.asked.append(seconds)
 
+    @property
+    def waited(self) -> float:
+        return sum(self.asked)
+
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackDouble]:
@@ -65,6 +70,8 @@ async def slack() -> AsyncIterator[SlackDouble]:
 
 
 def settings(double: SlackDouble, **extra: Any) -> Settings:
+    if extra.pop("webhook", False):
+        return Settings(slack_webhook_url=double.webhook_url, **extra)
     return Settings(
         slack_bot_token=TOKEN,
         slack_channel="#deploys",
@@ -87,7 +94,7 @@ class Rig:
         self.store = store or MemoryStore()
         self.metrics = Metrics()
         self.waits = Waits()
-        self.notifier: SlackNotifier | None = None
+        self.notifier: QueuedNotifier | None = None
         if double is not None:
             self.notifier = build_notifier(
                 settings(double, **extra),
@@ -116,9 +123,8 @@ class Rig:
     def failures(self) -> float:
         """canary_notification_failures_total for Slack; 0 before the first failure."""
         try:
-            return sample(
-                self.metrics, "canary_notification_failures_total", notifier="SlackNotifier"
-            )
+            name = type(self.notifier).__name__
+            return sample(self.metrics, "canary_notification_failures_total", notifier=name)
         except AssertionError:
             return 0.0
 
@@ -326,8 +332,81 @@ async def test_a_spec_asking_for_slack_on_a_daemon_without_it_is_refused() -> No
         assert response.status == 422
         body = await response.json()
         assert {e["path"]: e["message"] for e in body["errors"]} == {
-            "spec.notify.slack": "this daemon has no Slack configured (CANARY_SLACK_BOT_TOKEN "
-            "and CANARY_SLACK_CHANNEL); remove notify.slack, or ask the operator to configure "
+            "spec.notify.slack": "this daemon has no Slack configured (CANARY_SLACK_BOT_TOKEN or "
+            "CANARY_SLACK_WEBHOOK_URL); remove notify.slack, or ask the operator to configure "
             "Slack"
         }
         assert await rig.store.list() == []
+
+
+# ---------------------------------------------------------------- incoming-webhook mode
+
+
+async def test_a_webhook_gets_one_message_per_event_naming_its_rollout(
+    slack: SlackDouble,
+) -> None:
+    rig = Rig(slack, errors_at_25, webhook=True)
+    assert isinstance(rig.notifier, WebhookNotifier)
+    (r,) = await rig.run(document(analysis=GATES, steps=plan(10, 25, 100)))
+
+    assert r.phase == Phase.ROLLED_BACK
+    texts = [m.text for m in slack.webhook_posts]
+    assert texts[0].startswith("checkout: :rocket: Started")
+    assert "checkout: :arrow_right: Step 2 reached: 25%" in texts
+    assert any("*error-rate* FAIL at 25%: 0.05" in t for t in texts)
+    assert texts[-1].startswith("checkout: :leftwards_arrow_with_hook: Rolled back (gate_failed)")
+    assert all(f"rollout `{r.id}`" in m.shown for m in slack.webhook_posts)
+    assert slack.messages == [], "no Web API call in webhook mode"
+
+
+async def test_the_webhook_down_for_a_minute_loses_no_event(slack: SlackDouble) -> None:
+    rig = Rig(slack, webhook=True)
+    slack.webhook_down = lambda: rig.waits.waited < 60  # the retries' time is the outage's
+    with capture_logs() as logs:
+        (r,) = await rig.run(document(analysis=GATES, steps=plan(10, 50, 100)))
+
+    assert rig.waits.waited >= 60
+    told = [reply(e) for e in await rig.store.events(r.id)]
+    expected = [f"checkout: {m.text}" for m in told if m is not None]
+    assert [m.text for m in slack.webhook_posts] == expected, "every event, once, in order"
+    assert [t.split(": ", 1)[1][:20] for t in expected] == [
+        ":rocket: Started: la",
+        ":arrow_right: Step 1",
+        ":arrow_right: Step 2",
+        ":arrow_right: Step 3",
+        ":white_check_mark: P",
+    ]
+    assert rig.failures() == 0
+    assert not [e for e in logs if e["event"] == "slack.failed"]
+    assert slack.webhook_path not in repr(logs)
+
+
+async def test_a_dead_webhook_is_counted_and_its_url_never_logged(slack: SlackDouble) -> None:
+    rig = Rig(slack, webhook=True)
+    slack.webhook_path = "/services/T0TEAM/B0HOOK/another"  # ours is revoked: 404 no_service
+    with capture_logs() as logs:
+        (r,) = await rig.run(document(analysis=GATES, steps=plan(10, 100)))
+
+    assert r.phase == Phase.SUCCEEDED
+    assert rig.waits.asked == [], "a 404 is not retried"
+    assert rig.failures() > 0
+    failed = [e for e in logs if e["event"] == "slack.failed"]
+    assert failed[0]["error"] == "HTTP 404: no_service"
+    assert "s3cr3tw3bh00k" not in repr(logs), "the webhook URL is a secret"
+
+
+async def test_a_spec_naming_a_channel_for_a_webhook_is_refused(slack: SlackDouble) -> None:
+    daemon = Settings(tokens=token_specs(), slack_webhook_url=slack.webhook_url)
+    async with ApiRig(settings=daemon) as rig:
+        data = spec_data()
+        data["spec"]["notify"] = {"slack": {"channel": "#payments"}}
+        response = await rig.client.post("/api/v1/rollouts", json=data, headers=auth("ci"))
+        assert response.status == 422
+        body = await response.json()
+        assert {e["path"]: e["message"] for e in body["errors"]} == {
+            "spec.notify.slack.channel": "this daemon posts through an incoming webhook, which "
+            "posts only to the channel it was made for; remove channel"
+        }
+        data["spec"]["notify"] = {"slack": {}}
+        response = await rig.client.post("/api/v1/rollouts", json=data, headers=auth("ci"))
+        assert response.status == 201

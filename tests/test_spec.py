@@ -874,16 +874,32 @@ def test_slack_bot_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
             "CANARY_SLACK_TOKEN: is not a canary setting; did you mean CANARY_SLACK_BOT_TOKEN?",
         ),
         (
-            {"CANARY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/x"},
-            "CANARY_SLACK_WEBHOOK_URL: Slack incoming webhooks are not available in this version "
-            "of canary (they come with the [slack] issue; the bot token, CANARY_SLACK_BOT_TOKEN, "
-            "works); unset it",
+            {
+                "CANARY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/secret",
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+            },
+            "CANARY_SLACK_WEBHOOK_URL: set together with CANARY_SLACK_BOT_TOKEN; canary posts "
+            "one way: unset one (the bot token gives one live message per rollout)",
+        ),
+        (
+            {
+                "CANARY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+            },
+            "CANARY_SLACK_CHANNEL: an incoming webhook posts to the channel it was made for; "
+            "unset CANARY_SLACK_CHANNEL (or use CANARY_SLACK_BOT_TOKEN instead of the webhook)",
+        ),
+        (
+            {"CANARY_SLACK_WEBHOOK_URL": "hooks.slack.com/services/secret"},
+            "CANARY_SLACK_WEBHOOK_URL: is not a URL; copy the Webhook URL "
+            "(https://hooks.slack.com/services/...) from the app's Incoming Webhooks page",
         ),
         (
             {"CANARY_SLACK_SIGNING_SECRET": "s3cr3t"},
             "CANARY_SLACK_SIGNING_SECRET: Slack buttons (interactivity) are not available in "
-            "this version of canary (they come with the [slack] issue; the bot token, "
-            "CANARY_SLACK_BOT_TOKEN, works); unset it",
+            "this version of canary (they come with the [slack] issue; notifications through "
+            "CANARY_SLACK_BOT_TOKEN or CANARY_SLACK_WEBHOOK_URL work); unset it",
         ),
     ],
 )

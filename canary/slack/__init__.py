@@ -1,8 +1,10 @@
-"""Slack: one live message and one thread per rollout (bot-token mode).
+"""Slack: one live message and one thread per rollout (bot token), or one message per event
+(incoming webhook).
 
-Built only when ``CANARY_SLACK_BOT_TOKEN`` is set: a daemon without it attempts nothing and
-says nothing about Slack. A spec that asks for Slack (``notify.slack``) on such a daemon is
-refused when it is submitted, never accepted and ignored.
+Built only when ``CANARY_SLACK_BOT_TOKEN`` or ``CANARY_SLACK_WEBHOOK_URL`` is set: a daemon
+without either attempts nothing and says nothing about Slack. A spec that asks for Slack
+(``notify.slack``) on such a daemon is refused when it is submitted, never accepted and
+ignored; so is a channel in a spec sent to a webhook, which has a channel of its own.
 """
 
 from __future__ import annotations
@@ -10,15 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from canary.observer import Observer
-from canary.slack.notifier import Delivery, SlackNotifier
+from canary.slack.notifier import Delivery, QueuedNotifier, SlackNotifier, WebhookNotifier
 from canary.store.base import Store
 from config.errors import Problem, SpecError
 from config.settings import Settings
 from config.spec import RolloutDocument
 
-__all__ = ["Delivery", "SlackNotifier", "build_notifier", "slack_checked"]
+__all__ = [
+    "Delivery",
+    "QueuedNotifier",
+    "SlackNotifier",
+    "WebhookNotifier",
+    "build_notifier",
+    "slack_checked",
+]
 
 
 def build_notifier(
@@ -26,8 +36,18 @@ def build_notifier(
     store: Store,
     observer: Observer | None = None,
     delivery: Delivery | None = None,
-) -> SlackNotifier | None:
+) -> QueuedNotifier | None:
     """The Slack notifier these settings ask for, or None when Slack is not configured."""
+    if settings.slack_webhook_url is not None:
+        webhook = AsyncWebhookClient(
+            settings.slack_webhook_url.get_secret_value(), timeout=10, retry_handlers=[]
+        )
+        return WebhookNotifier(
+            webhook,
+            mention=settings.slack_rollback_mention,
+            observer=observer,
+            delivery=delivery,
+        )
     if settings.slack_bot_token is None or settings.slack_channel is None:
         return None
     client = AsyncWebClient(
@@ -52,14 +72,27 @@ def slack_checked(
     """``canonical``, refusing ``notify.slack`` when this daemon has no Slack configured."""
 
     def check(document: RolloutDocument) -> RolloutDocument:
-        if document.spec.notify.slack is not None and settings.slack_bot_token is None:
+        slack = document.spec.notify.slack
+        if slack is None:
+            return canonical(document)
+        if settings.slack_bot_token is None and settings.slack_webhook_url is None:
             raise SpecError(
                 [
                     Problem(
                         "spec.notify.slack",
-                        "this daemon has no Slack configured (CANARY_SLACK_BOT_TOKEN and "
-                        "CANARY_SLACK_CHANNEL); remove notify.slack, or ask the operator to "
-                        "configure Slack",
+                        "this daemon has no Slack configured (CANARY_SLACK_BOT_TOKEN or "
+                        "CANARY_SLACK_WEBHOOK_URL); remove notify.slack, or ask the operator "
+                        "to configure Slack",
+                    )
+                ]
+            )
+        if slack.channel is not None and settings.slack_webhook_url is not None:
+            raise SpecError(
+                [
+                    Problem(
+                        "spec.notify.slack.channel",
+                        "this daemon posts through an incoming webhook, which posts only to "
+                        "the channel it was made for; remove channel",
                     )
                 ]
             )

@@ -192,3 +192,12 @@ def reply(e: Event, mention: str | None = None, by: str | None = None) -> Messag
         case _:
             return None
     return Message(_cut(text), [_section(text)])
+
+
+def about(r: Rollout, message: Message) -> Message:
+    """``message`` standing on its own (webhook mode has no thread): it names the rollout."""
+    context = {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": _cut(f"*{r.name}* · rollout `{r.id}`")}],
+    }
+    return Message(f"{r.name}: {message.text}", [context, *message.blocks])
