@@ -48,6 +48,15 @@ class TokenSpec(BaseModel):
     role: Literal["read", "deploy", "operate"]
 
 
+class SlackGrant(BaseModel):
+    """A Slack user (U...) or user group (S...) and the role its members act with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slack: str = Field(pattern=r"^[US][A-Z0-9]{2,20}$", description="U... user or S... group id")
+    role: Literal["read", "deploy", "operate"]
+
+
 class CoreSettings(BaseSettings):
     """The daemon's own settings; each metric provider adds its own (``Settings``)."""
 
@@ -89,6 +98,15 @@ class CoreSettings(BaseSettings):
         default=None,
         description="Slack incoming webhook URL: one message per event (instead of the bot "
         "token); never logged",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="the Slack app's signing secret: turns on the Promote / Pause / Abort "
+        "buttons (bot mode); never logged",
+    )
+    slack_allowlist: list[SlackGrant] = Field(
+        default_factory=list,
+        description="who may press the buttons: Slack user or user group ids with a role",
     )
     slack_channel: str | None = Field(
         default=None,
@@ -155,6 +173,30 @@ class CoreSettings(BaseSettings):
                     "slack_channel",
                     "an incoming webhook posts to the channel it was made for; unset "
                     "CANARY_SLACK_CHANNEL (or use CANARY_SLACK_BOT_TOKEN instead of the webhook)",
+                )
+            )
+        if self.slack_signing_secret is not None and self.slack_bot_token is None:
+            found.append(
+                (
+                    "slack_signing_secret",
+                    "buttons live on the bot's message: set CANARY_SLACK_BOT_TOKEN too, or "
+                    "unset CANARY_SLACK_SIGNING_SECRET",
+                )
+            )
+        if self.slack_signing_secret is not None and not self.slack_allowlist:
+            found.append(
+                (
+                    "slack_allowlist",
+                    "required with CANARY_SLACK_SIGNING_SECRET (nobody could press a button); "
+                    'e.g. [{"slack": "U0123ABCD", "role": "operate"}]',
+                )
+            )
+        if self.slack_allowlist and self.slack_signing_secret is None:
+            found.append(
+                (
+                    "slack_allowlist",
+                    "is set but CANARY_SLACK_SIGNING_SECRET is not: without it there are no "
+                    "buttons; set it (Basic Information > Signing Secret) or unset the allowlist",
                 )
             )
         if found:
@@ -318,13 +360,6 @@ CLIENT_VARIABLES = frozenset(
 )
 
 
-# Slack settings of what is not built yet: refused by name, never silently ignored.
-SLACK_NOT_AVAILABLE = {
-    "CANARY_SLACK_SIGNING_SECRET": "Slack buttons (interactivity)",
-    "CANARY_SLACK_ALLOWLIST": "Slack buttons (interactivity)",
-}
-
-
 def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     """``CANARY_*`` variables that are no setting: a typo would otherwise silently be ignored
     (a misspelled CANARY_STORE_URL would run the daemon on the default file)."""
@@ -332,17 +367,6 @@ def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     found = []
     for variable in sorted(environ):
         if not variable.startswith("CANARY_") or variable in known | CLIENT_VARIABLES:
-            continue
-        if variable in SLACK_NOT_AVAILABLE:
-            what = SLACK_NOT_AVAILABLE[variable]
-            found.append(
-                Problem(
-                    variable,
-                    f"{what} are not available in this version of canary (they come with the "
-                    "[slack] issue; notifications through CANARY_SLACK_BOT_TOKEN or "
-                    "CANARY_SLACK_WEBHOOK_URL work); unset it",
-                )
-            )
             continue
         close = difflib.get_close_matches(variable, sorted(known), n=1)
         hint = f"did you mean {close[0]}?" if close else "see the README's configuration table"

@@ -65,15 +65,22 @@ class SlackDouble:
         self.webhook_path = "/services/T0TEAM/B0HOOK/s3cr3tw3bh00k"
         self.webhook_posts: list[Posted] = []
         self.webhook_down: Callable[[], bool] = lambda: False
+        self.groups: dict[str, list[str]] = {}  # user group id -> member user ids
+        self.ephemeral: list[dict[str, Any]] = []  # what was posted to response_urls
         self._ts = itertools.count(1)
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)
         app.router.add_post("/services/{path:.*}", self._webhook)
+        app.router.add_post("/actions/{path:.*}", self._response_url)
         self.server = TestServer(app)
 
     @property
     def api_url(self) -> str:
         return str(self.server.make_url("/api/"))
+
+    def response_url(self, name: str) -> str:
+        return str(self.server.make_url(f"/actions/{name}"))
 
     @property
     def webhook_url(self) -> str:
@@ -104,6 +111,7 @@ class SlackDouble:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
+        body |= dict(request.query)
         self.calls.append((method, body))
         if self.down:
             return web.Response(status=503, text="upstream unavailable")
@@ -119,6 +127,10 @@ class SlackDouble:
             return self._error("not_authed")
         if auth != f"Bearer {self.token}":
             return self._error("invalid_auth")
+        if method == "usergroups.users.list":
+            if body.get("usergroup") not in self.groups:
+                return self._error("no_such_subteam")
+            return web.json_response({"ok": True, "users": self.groups[body["usergroup"]]})
         if request.content_type != "application/json":
             return self._error("invalid_form_data")
         if method == "chat.postMessage":
@@ -139,6 +151,10 @@ class SlackDouble:
         self.webhook_posts.append(
             Posted("C0HOOK", str(len(self.webhook_posts)), body.get("text", ""), body["blocks"])
         )
+        return web.Response(text="ok")
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.ephemeral.append(await request.json())
         return web.Response(text="ok")
 
     def _error(self, error: str) -> web.Response:

@@ -836,6 +836,9 @@ def test_a_misspelled_canary_variable_stops_the_daemon_with_a_suggestion(
     ]
 
 
+ALLOW = '[{"slack": "U0ANA", "role": "operate"}, {"slack": "S0ONCALL", "role": "operate"}]'
+
+
 def test_slack_bot_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("CANARY_SLACK_BOT_TOKEN", "xoxb-secret")
     clean_env.setenv("CANARY_SLACK_CHANNEL", "#deploys")
@@ -845,6 +848,19 @@ def test_slack_bot_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.slack_bot_token.get_secret_value() == "xoxb-secret"
     assert "xoxb-secret" not in repr(settings), "the token is never shown"
     assert (settings.slack_channel, settings.slack_rollback_mention) == ("#deploys", "S0ONCALL")
+
+
+def test_slack_button_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_SLACK_BOT_TOKEN", "xoxb-secret")
+    clean_env.setenv("CANARY_SLACK_CHANNEL", "#deploys")
+    clean_env.setenv("CANARY_SLACK_SIGNING_SECRET", "signing-secret")
+    clean_env.setenv("CANARY_SLACK_ALLOWLIST", ALLOW)
+    settings = load_settings()
+    assert [(g.slack, g.role) for g in settings.slack_allowlist] == [
+        ("U0ANA", "operate"),
+        ("S0ONCALL", "operate"),
+    ]
+    assert "signing-secret" not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -896,10 +912,28 @@ def test_slack_bot_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
             "(https://hooks.slack.com/services/...) from the app's Incoming Webhooks page",
         ),
         (
-            {"CANARY_SLACK_SIGNING_SECRET": "s3cr3t"},
-            "CANARY_SLACK_SIGNING_SECRET: Slack buttons (interactivity) are not available in "
-            "this version of canary (they come with the [slack] issue; notifications through "
-            "CANARY_SLACK_BOT_TOKEN or CANARY_SLACK_WEBHOOK_URL work); unset it",
+            {"CANARY_SLACK_SIGNING_SECRET": "secret", "CANARY_SLACK_ALLOWLIST": ALLOW},
+            "CANARY_SLACK_SIGNING_SECRET: buttons live on the bot's message: set "
+            "CANARY_SLACK_BOT_TOKEN too, or unset CANARY_SLACK_SIGNING_SECRET",
+        ),
+        (
+            {
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+                "CANARY_SLACK_SIGNING_SECRET": "secret",
+            },
+            "CANARY_SLACK_ALLOWLIST: required with CANARY_SLACK_SIGNING_SECRET (nobody could "
+            'press a button); e.g. [{"slack": "U0123ABCD", "role": "operate"}]',
+        ),
+        (
+            {
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+                "CANARY_SLACK_ALLOWLIST": ALLOW,
+            },
+            "CANARY_SLACK_ALLOWLIST: is set but CANARY_SLACK_SIGNING_SECRET is not: without it "
+            "there are no buttons; set it (Basic Information > Signing Secret) or unset the "
+            "allowlist",
         ),
     ],
 )

@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from analysis.health import ProviderHealth
 from canary import __version__
-from canary.api import openapi, rollouts
+from canary.api import openapi, rollouts, slack_actions
 from canary.api.auth import Authenticator
 from canary.api.context import (
     AUTH,
@@ -45,7 +45,7 @@ from canary.api.problems import ProblemError
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
-from canary.slack import slack_checked
+from canary.slack import build_actions, slack_checked
 from config.errors import SpecError, shorten
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -223,6 +223,7 @@ def build_app(
             *rollouts.routes(),
         ]
     )
+    slack_actions.install(app, build_actions(settings, engine))
     return app
 
 

@@ -1,5 +1,5 @@
 """Slack: one live message and one thread per rollout (bot token), or one message per event
-(incoming webhook).
+(incoming webhook); with a signing secret, Promote / Pause / Abort buttons on the message.
 
 Built only when ``CANARY_SLACK_BOT_TOKEN`` or ``CANARY_SLACK_WEBHOOK_URL`` is set: a daemon
 without either attempts nothing and says nothing about Slack. A spec that asks for Slack
@@ -14,7 +14,9 @@ from collections.abc import Callable
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from canary.engine import Engine
 from canary.observer import Observer
+from canary.slack.actions import SlackActions
 from canary.slack.notifier import Delivery, QueuedNotifier, SlackNotifier, WebhookNotifier
 from canary.store.base import Store
 from config.errors import Problem, SpecError
@@ -24,8 +26,10 @@ from config.spec import RolloutDocument
 __all__ = [
     "Delivery",
     "QueuedNotifier",
+    "SlackActions",
     "SlackNotifier",
     "WebhookNotifier",
+    "build_actions",
     "build_notifier",
     "slack_checked",
 ]
@@ -50,19 +54,31 @@ def build_notifier(
         )
     if settings.slack_bot_token is None or settings.slack_channel is None:
         return None
-    client = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        retry_handlers=[],  # retries are the notifier's (tenacity), in one place
-        timeout=10,
-    )
     return SlackNotifier(
-        client,
+        _web_client(settings),
         store,
         settings.slack_channel,
         mention=settings.slack_rollback_mention,
         observer=observer,
         delivery=delivery,
+        buttons=settings.slack_signing_secret is not None,
+    )
+
+
+def build_actions(settings: Settings, engine: Engine) -> SlackActions | None:
+    """What acts on button presses, or None when buttons are not configured."""
+    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+        return None
+    return SlackActions(settings, engine, _web_client(settings))
+
+
+def _web_client(settings: Settings) -> AsyncWebClient:
+    assert settings.slack_bot_token is not None
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        retry_handlers=[],  # retries are the notifier's (tenacity), in one place
+        timeout=10,
     )
 
 

@@ -236,8 +236,10 @@ class SlackNotifier(QueuedNotifier):
         mention: str | None = None,
         observer: Observer | None = None,
         delivery: Delivery | None = None,
+        buttons: bool = False,
     ) -> None:
         super().__init__(mention=mention, observer=observer, delivery=delivery)
+        self._buttons = buttons  # Promote / Pause / Abort (with a signing secret)
         self._client = client
         self._store = store
         self._default_channel = default_channel
@@ -247,7 +249,7 @@ class SlackNotifier(QueuedNotifier):
 
     async def _deliver(self, r: Rollout, events: list[Event]) -> None:
         self._remember(r, events)
-        message = rollout_message(r, self._gates.get(r.id, []), self._last.get(r.id))
+        message = rollout_message(r, self._gates.get(r.id, []), self._last.get(r.id), self._buttons)
         thread, created = await self._thread(r, message)
         by: str | None = None
         for e in events:

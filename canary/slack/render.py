@@ -101,8 +101,52 @@ def gates(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+ACTIONABLE = frozenset(
+    {Phase.PENDING, Phase.SHIFTING, Phase.BAKING, Phase.AWAITING_APPROVAL, Phase.PAUSED}
+)
+
+
+def _button(action: str, label: str, rollout_id: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action,
+        "text": {"type": "plain_text", "text": label},
+        "value": rollout_id,
+    }
+    if style is not None:
+        button["style"] = style
+    return button
+
+
+def buttons(r: Rollout) -> dict[str, Any]:
+    """Promote, Pause, Abort; Abort asks first (Slack's confirm dialog)."""
+    abort = _button("abort", "Abort", r.id, "danger")
+    abort["confirm"] = {
+        "title": {"type": "plain_text", "text": "Abort this rollout?"},
+        "text": {
+            "type": "mrkdwn",
+            "text": f"*{r.name}* rolls back: every target goes back to its stable version.",
+        },
+        "confirm": {"type": "plain_text", "text": "Abort"},
+        "deny": {"type": "plain_text", "text": "Keep it going"},
+        "style": "danger",
+    }
+    return {
+        "type": "actions",
+        "block_id": "canary-commands",
+        "elements": [
+            _button("promote", "Promote", r.id, "primary"),
+            _button("pause", "Pause", r.id),
+            abort,
+        ],
+    }
+
+
 def rollout_message(
-    r: Rollout, results: Sequence[dict[str, Any]], last: LastAction | None
+    r: Rollout,
+    results: Sequence[dict[str, Any]],
+    last: LastAction | None,
+    with_buttons: bool = False,
 ) -> Message:
     """The rollout's one message, as it stands now."""
     phase = r.phase.value.replace("_", " ")
@@ -117,6 +161,8 @@ def rollout_message(
     why = r.reason or r.paused_reason
     if why and r.phase not in (Phase.SUCCEEDED,):
         blocks.append(_section(f"*Why*\n{why}"))
+    if with_buttons and r.phase in ACTIONABLE:
+        blocks.append(buttons(r))
     context = f"rollout `{r.id}`"
     if last is not None:
         context += f" · {last.command} by {last.actor}"
