@@ -327,6 +327,8 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         # Raised for a value that is not JSON where JSON is expected (lists, mappings).
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         example = json.dumps([{"name": "ci", "sha256": "<64 hex digits>", "role": "deploy"}])
+        if field == "slack_allowlist":
+            example = json.dumps([{"slack": "U0123ABCD", "role": "operate"}])
         raise SpecError(
             [Problem(f"CANARY_{field.upper()}", f"is not valid JSON; e.g. {example}")]
         ) from None

@@ -886,6 +886,11 @@ def test_slack_button_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
             "group id (S0123ABCD)",
         ),
         (
+            {"CANARY_SLACK_ALLOWLIST": "U0ANA"},
+            'CANARY_SLACK_ALLOWLIST: is not valid JSON; e.g. [{"slack": "U0123ABCD", "role": '
+            '"operate"}]',
+        ),
+        (
             {"CANARY_SLACK_TOKEN": "xoxb-secret"},
             "CANARY_SLACK_TOKEN: is not a canary setting; did you mean CANARY_SLACK_BOT_TOKEN?",
         ),

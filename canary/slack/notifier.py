@@ -186,6 +186,8 @@ class QueuedNotifier:
             except Exception as exc:  # never let one batch stop delivery of the next
                 self._failed(rollout, "deliver", describe(exc))
             finally:
+                if rollout.phase.terminal:  # nothing more will come: forget it
+                    self._seen.pop(rollout.id, None)
                 queue.task_done()
 
     async def _deliver(self, r: Rollout, events: list[Event]) -> None:
