@@ -46,7 +46,8 @@ class EventBus:
             self._notify_task = asyncio.create_task(self._dispatch(), name="canary-notify")
 
     async def stop(self) -> None:
-        """Deliver what is queued (for up to 5 s), then stop the notifier task."""
+        """Deliver what is queued (for up to 5 s), then stop the notifier task; notifiers
+        with a ``close()`` (those with a task of their own) are closed after it."""
         if self._notify_task is None:
             return
         assert self._notify_queue is not None
@@ -55,6 +56,10 @@ class EventBus:
         self._notify_task.cancel()
         await asyncio.gather(self._notify_task, return_exceptions=True)
         self._notify_task = None
+        for notifier in self._notifiers:
+            close = getattr(notifier, "close", None)
+            if close is not None:
+                await close()
 
     def subscribe(self) -> asyncio.Queue[Batch]:
         """A queue of (rollout, new events) for every save; drop it with unsubscribe()."""

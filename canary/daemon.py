@@ -29,6 +29,7 @@ from canary.engine import Engine, EngineOptions, Preflight
 from canary.events import ActionError, ErrorKind
 from canary.metrics import Metrics
 from canary.model import Rollout
+from canary.slack import build_notifier
 from canary.store import Store, StoreError, open_store
 from config.errors import SpecError
 from config.settings import Settings
@@ -210,6 +211,7 @@ async def run_daemon(settings: Settings) -> int:
         close_providers(providers)
         return EXIT_CONFIG
     metrics = Metrics(process=True)
+    slack = build_notifier(settings, store, metrics)
     health = ProviderHealth(
         providers, unconfigured(settings, providers), report=metrics.provider_health
     )
@@ -218,6 +220,7 @@ async def run_daemon(settings: Settings) -> int:
         RealClock(),
         strategies,
         providers,
+        notifiers=[slack] if slack is not None else [],
         options=EngineOptions(action_retry_budget=settings.action_retry_budget),
         observer=metrics,
         preflight=rollout_preflight(health),

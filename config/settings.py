@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,10 +20,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +45,15 @@ class TokenSpec(BaseModel):
 
     name: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token")
+    role: Literal["read", "deploy", "operate"]
+
+
+class SlackGrant(BaseModel):
+    """A Slack user (U...) or user group (S...) and the role its members act with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slack: str = Field(pattern=r"^[US][A-Z0-9]{2,20}$", description="U... user or S... group id")
     role: Literal["read", "deploy", "operate"]
 
 
@@ -77,6 +90,136 @@ class CoreSettings(BaseSettings):
         description="seconds a start, shift or promotion may keep failing with retryable "
         "errors before it counts as failed",
     )
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        description="Slack bot token (xoxb-...): one live message and thread per rollout",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming webhook URL: one message per event (instead of the bot "
+        "token); never logged",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="the Slack app's signing secret: turns on the Promote / Pause / Abort "
+        "buttons (bot mode); never logged",
+    )
+    slack_allowlist: list[SlackGrant] = Field(
+        default_factory=list,
+        description="who may press the buttons: Slack user or user group ids with a role",
+    )
+    slack_channel: str | None = Field(
+        default=None,
+        description="channel of rollouts whose spec names none (#name or id); needed with "
+        "the bot token",
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="Slack Web API base URL (a proxy or a test double)",
+    )
+    slack_rollback_mention: str | None = Field(
+        default=None,
+        description="who a failing rollback pings: a user id (U...) or user group id (S...)",
+    )
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError(
+                "is not a Slack bot token (they start with xoxb-); copy the Bot User OAuth "
+                "Token from the app's OAuth & Permissions page"
+            )
+        return value
+
+    @field_validator("slack_channel")
+    @classmethod
+    def _slack_channel(cls, value: str | None) -> str | None:
+        from config.spec import SLACK_CHANNEL
+
+        if value is not None and not re.match(SLACK_CHANNEL, value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel; give #name (lower case, digits, - and _) "
+                "or a channel id such as C0123ABCD"
+            )
+        return value
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError(
+                "is not a URL; copy the Webhook URL (https://hooks.slack.com/services/...) "
+                "from the app's Incoming Webhooks page"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_slack_mode(self) -> CoreSettings:
+        found: list[tuple[str, str]] = []
+        if self.slack_bot_token is not None and self.slack_webhook_url is not None:
+            found.append(
+                (
+                    "slack_webhook_url",
+                    "set together with CANARY_SLACK_BOT_TOKEN; canary posts one way: unset "
+                    "one (the bot token gives one live message per rollout)",
+                )
+            )
+        elif self.slack_bot_token is not None and self.slack_channel is None:
+            found.append(("slack_channel", "required with CANARY_SLACK_BOT_TOKEN; e.g. #deploys"))
+        elif self.slack_webhook_url is not None and self.slack_channel is not None:
+            found.append(
+                (
+                    "slack_channel",
+                    "an incoming webhook posts to the channel it was made for; unset "
+                    "CANARY_SLACK_CHANNEL (or use CANARY_SLACK_BOT_TOKEN instead of the webhook)",
+                )
+            )
+        if self.slack_signing_secret is not None and self.slack_bot_token is None:
+            found.append(
+                (
+                    "slack_signing_secret",
+                    "buttons live on the bot's message: set CANARY_SLACK_BOT_TOKEN too, or "
+                    "unset CANARY_SLACK_SIGNING_SECRET",
+                )
+            )
+        if self.slack_signing_secret is not None and not self.slack_allowlist:
+            found.append(
+                (
+                    "slack_allowlist",
+                    "required with CANARY_SLACK_SIGNING_SECRET (nobody could press a button); "
+                    'e.g. [{"slack": "U0123ABCD", "role": "operate"}]',
+                )
+            )
+        if self.slack_allowlist and self.slack_signing_secret is None:
+            found.append(
+                (
+                    "slack_allowlist",
+                    "is set but CANARY_SLACK_SIGNING_SECRET is not: without it there are no "
+                    "buttons; set it (Basic Information > Signing Secret) or unset the allowlist",
+                )
+            )
+        if found:
+            raise PydanticCustomError(
+                "setting_problems", "; ".join(m for _, m in found), {"problems": found}
+            )
+        return self
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL; e.g. https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("slack_rollback_mention")
+    @classmethod
+    def _mention(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[US][A-Z0-9]{2,20}$", value):
+            raise ValueError(
+                f"{value!r} is not a Slack user id (U0123ABCD) or user group id (S0123ABCD)"
+            )
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -184,6 +327,8 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         # Raised for a value that is not JSON where JSON is expected (lists, mappings).
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         example = json.dumps([{"name": "ci", "sha256": "<64 hex digits>", "role": "deploy"}])
+        if field == "slack_allowlist":
+            example = json.dumps([{"slack": "U0123ABCD", "role": "operate"}])
         raise SpecError(
             [Problem(f"CANARY_{field.upper()}", f"is not valid JSON; e.g. {example}")]
         ) from None
@@ -217,11 +362,6 @@ CLIENT_VARIABLES = frozenset(
 )
 
 
-SLACK_NOT_AVAILABLE = (
-    "Slack is not available in this version of canary (it comes with the [slack] issue); unset it"
-)
-
-
 def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     """``CANARY_*`` variables that are no setting: a typo would otherwise silently be ignored
     (a misspelled CANARY_STORE_URL would run the daemon on the default file)."""
@@ -229,9 +369,6 @@ def unknown_environment(environ: Mapping[str, str]) -> list[Problem]:
     found = []
     for variable in sorted(environ):
         if not variable.startswith("CANARY_") or variable in known | CLIENT_VARIABLES:
-            continue
-        if variable.startswith("CANARY_SLACK_"):
-            found.append(Problem(variable, SLACK_NOT_AVAILABLE))
             continue
         close = difflib.get_close_matches(variable, sorted(known), n=1)
         hint = f"did you mean {close[0]}?" if close else "see the README's configuration table"

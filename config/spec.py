@@ -479,26 +479,37 @@ class Analysis(StrictModel):
         return gates
 
 
-class Notify(StrictModel):
-    """Where a rollout's events are sent. Nothing yet: Slack comes with the [slack] issue.
+SLACK_CHANNEL = r"^(#[a-z0-9_-]{1,80}|[CGD][A-Z0-9]{2,20})$"
 
-    ``notify.slack`` is refused, not ignored: a spec must never ask for something the daemon
-    does not do.
+
+class SlackNotify(StrictModel):
+    """Post this rollout to Slack: one message kept up to date, and a thread of its events."""
+
+    channel: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": SLACK_CHANNEL},
+        description="#channel-name or a channel id (C0123ABC); default: CANARY_SLACK_CHANNEL",
+    )
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(SLACK_CHANNEL, value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel; give #name (lower case, digits, - and _) "
+                "or a channel id such as C0123ABCD"
+            )
+        return value
+
+
+class Notify(StrictModel):
+    """Where a rollout's events are sent, besides the log and the API's event streams.
+
+    With Slack configured (``CANARY_SLACK_BOT_TOKEN``) every rollout is posted to the default
+    channel; ``notify.slack.channel`` picks another one for this rollout.
     """
 
-    @model_validator(mode="before")
-    @classmethod
-    def _not_available(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "slack" in data:
-            raise problems(
-                (
-                    ("slack",),
-                    "Slack notifications are not available in this version of canary (they "
-                    "come with the [slack] issue); remove notify.slack and follow the rollout "
-                    "with canary rollout events --follow",
-                )
-            )
-        return data
+    slack: SlackNotify | None = None
 
 
 class RolloutSpec(StrictModel):

@@ -190,6 +190,28 @@ class StoreContract:
                 await call()
             assert caught.value.rollout_id == ghost.id
 
+    # ------------------------------------------------------------ notifiers' message refs
+
+    async def test_a_message_ref_is_kept_per_rollout_and_notifier(self, store: Store) -> None:
+        a, _ = await store.create(make_rollout("checkout"), [], T0)
+        b, _ = await store.create(make_rollout("payments", name="payments"), [], T0)
+        assert await store.message_ref(a.id, "slack") is None
+
+        await store.set_message_ref(a.id, "slack", "C1 1.000100")
+        await store.set_message_ref(b.id, "slack", "C1 2.000200")
+        await store.set_message_ref(a.id, "slack", "C1 1.000100 again")  # replaces
+
+        assert await store.message_ref(a.id, "slack") == "C1 1.000100 again"
+        assert await store.message_ref(b.id, "slack") == "C1 2.000200"
+        assert await store.message_ref(a.id, "other") is None
+        assert await store.get(a.id) == a, "the record itself is not touched"
+
+    async def test_message_refs_of_unknown_rollouts_are_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            await store.message_ref("nope", "slack")
+        with pytest.raises(NotFound):
+            await store.set_message_ref("nope", "slack", "C1 1.0")
+
     # ------------------------------------------------------------ saves and events
 
     async def test_save_bumps_version_and_updated_at(self, store: Store) -> None:

@@ -186,6 +186,8 @@ def within_what_json_schema_can_say(body: Any) -> Any:
             within_range(step, "bake", "bake")
     if isinstance(spec.get("analysis"), dict):
         within_range(spec["analysis"], "interval", "interval")
+    if isinstance(spec.get("notify"), dict):
+        spec["notify"].pop("slack", None)  # this daemon has no Slack: test_slack.py's refusal
     by_key: dict[str, Any] = {}
     for target in spec["targets"]:
         if str(target.get("function", "")).startswith("arn:"):

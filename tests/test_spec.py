@@ -154,7 +154,7 @@ def test_other_defaults() -> None:
     assert (spec.analysis.failure_limit, spec.analysis.inconclusive_limit) == (1, 3)
     assert spec.analysis.consecutive_error_limit == 10
     assert spec.analysis.on_inconclusive == "pause"
-    assert spec.notify.model_dump() == {}
+    assert spec.notify.model_dump() == {"slack": None}
     data = minimal()
     data["spec"]["analysis"] = {"gates": [gate()]}
     (only,) = parse_document(data).spec.analysis.gates
@@ -421,11 +421,10 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "expected true or false, got 'maybe'",
     ),
     (
-        "slack, not available yet",
-        {"notify": {"slack": {"channel": "#deploys"}}},
-        "spec.notify.slack",
-        "Slack notifications are not available in this version of canary (they come with the "
-        "[slack] issue); remove notify.slack",
+        "slack channel",
+        {"notify": {"slack": {"channel": "deploys room"}}},
+        "spec.notify.slack.channel",
+        "'deploys room' is not a Slack channel; give #name",
     ),
 ]
 
@@ -503,7 +502,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "spec.analysis.gates[0].provider": "unknown metric provider 'datadog'",
         "spec.analysis.gates[1].preset": "unknown cloudwatch preset 'lambda-p95'",
         "spec.analysis.gates[1].max": "a gate needs a check",
-        "spec.notify.slak": "unknown field 'slak'; remove it",
+        "spec.notify.slak": "unknown field 'slak'; did you mean 'slack'?",
     }
     assert found.keys() == expected.keys()
     for path, fragment in expected.items():
@@ -837,14 +836,121 @@ def test_a_misspelled_canary_variable_stops_the_daemon_with_a_suggestion(
     ]
 
 
-def test_slack_settings_are_refused_until_slack_exists(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("CANARY_SLACK_TOKEN", "xoxb-secret")
+ALLOW = '[{"slack": "U0ANA", "role": "operate"}, {"slack": "S0ONCALL", "role": "operate"}]'
+
+
+def test_slack_bot_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_SLACK_BOT_TOKEN", "xoxb-secret")
+    clean_env.setenv("CANARY_SLACK_CHANNEL", "#deploys")
+    clean_env.setenv("CANARY_SLACK_ROLLBACK_MENTION", "S0ONCALL")
+    settings = load_settings()
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-secret"
+    assert "xoxb-secret" not in repr(settings), "the token is never shown"
+    assert (settings.slack_channel, settings.slack_rollback_mention) == ("#deploys", "S0ONCALL")
+
+
+def test_slack_button_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CANARY_SLACK_BOT_TOKEN", "xoxb-secret")
+    clean_env.setenv("CANARY_SLACK_CHANNEL", "#deploys")
+    clean_env.setenv("CANARY_SLACK_SIGNING_SECRET", "signing-secret")
+    clean_env.setenv("CANARY_SLACK_ALLOWLIST", ALLOW)
+    settings = load_settings()
+    assert [(g.slack, g.role) for g in settings.slack_allowlist] == [
+        ("U0ANA", "operate"),
+        ("S0ONCALL", "operate"),
+    ]
+    assert "signing-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"CANARY_SLACK_BOT_TOKEN": "xoxb-secret"},
+            "CANARY_SLACK_CHANNEL: required with CANARY_SLACK_BOT_TOKEN; e.g. #deploys",
+        ),
+        (
+            {"CANARY_SLACK_BOT_TOKEN": "xoxp-user-secret", "CANARY_SLACK_CHANNEL": "#deploys"},
+            "CANARY_SLACK_BOT_TOKEN: is not a Slack bot token (they start with xoxb-); copy the "
+            "Bot User OAuth Token from the app's OAuth & Permissions page",
+        ),
+        (
+            {"CANARY_SLACK_CHANNEL": "deploys"},
+            "CANARY_SLACK_CHANNEL: 'deploys' is not a Slack channel; give #name (lower case, "
+            "digits, - and _) or a channel id such as C0123ABCD",
+        ),
+        (
+            {"CANARY_SLACK_ROLLBACK_MENTION": "@oncall"},
+            "CANARY_SLACK_ROLLBACK_MENTION: '@oncall' is not a Slack user id (U0123ABCD) or user "
+            "group id (S0123ABCD)",
+        ),
+        (
+            {"CANARY_SLACK_ALLOWLIST": "U0ANA"},
+            'CANARY_SLACK_ALLOWLIST: is not valid JSON; e.g. [{"slack": "U0123ABCD", "role": '
+            '"operate"}]',
+        ),
+        (
+            {"CANARY_SLACK_TOKEN": "xoxb-secret"},
+            "CANARY_SLACK_TOKEN: is not a canary setting; did you mean CANARY_SLACK_BOT_TOKEN?",
+        ),
+        (
+            {
+                "CANARY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/secret",
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+            },
+            "CANARY_SLACK_WEBHOOK_URL: set together with CANARY_SLACK_BOT_TOKEN; canary posts "
+            "one way: unset one (the bot token gives one live message per rollout)",
+        ),
+        (
+            {
+                "CANARY_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+            },
+            "CANARY_SLACK_CHANNEL: an incoming webhook posts to the channel it was made for; "
+            "unset CANARY_SLACK_CHANNEL (or use CANARY_SLACK_BOT_TOKEN instead of the webhook)",
+        ),
+        (
+            {"CANARY_SLACK_WEBHOOK_URL": "hooks.slack.com/services/secret"},
+            "CANARY_SLACK_WEBHOOK_URL: is not a URL; copy the Webhook URL "
+            "(https://hooks.slack.com/services/...) from the app's Incoming Webhooks page",
+        ),
+        (
+            {"CANARY_SLACK_SIGNING_SECRET": "secret", "CANARY_SLACK_ALLOWLIST": ALLOW},
+            "CANARY_SLACK_SIGNING_SECRET: buttons live on the bot's message: set "
+            "CANARY_SLACK_BOT_TOKEN too, or unset CANARY_SLACK_SIGNING_SECRET",
+        ),
+        (
+            {
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+                "CANARY_SLACK_SIGNING_SECRET": "secret",
+            },
+            "CANARY_SLACK_ALLOWLIST: required with CANARY_SLACK_SIGNING_SECRET (nobody could "
+            'press a button); e.g. [{"slack": "U0123ABCD", "role": "operate"}]',
+        ),
+        (
+            {
+                "CANARY_SLACK_BOT_TOKEN": "xoxb-secret",
+                "CANARY_SLACK_CHANNEL": "#deploys",
+                "CANARY_SLACK_ALLOWLIST": ALLOW,
+            },
+            "CANARY_SLACK_ALLOWLIST: is set but CANARY_SLACK_SIGNING_SECRET is not: without it "
+            "there are no buttons; set it (Basic Information > Signing Secret) or unset the "
+            "allowlist",
+        ),
+    ],
+)
+def test_bad_slack_settings_are_named_with_the_fix(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
     with pytest.raises(SpecError) as caught:
         load_settings()
-    assert [str(p) for p in caught.value.problems] == [
-        "CANARY_SLACK_TOKEN: Slack is not available in this version of canary (it comes with "
-        "the [slack] issue); unset it"
-    ]
+    assert [str(p) for p in caught.value.problems] == [expected]
+    assert "secret" not in str(caught.value), "a secret value is never echoed"
 
 
 def test_a_bad_key_in_the_config_file_is_named_as_written(

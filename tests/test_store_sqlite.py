@@ -13,7 +13,7 @@ from store_contract import T0, Corrupt, StoreContract, make_rollout, new_events
 
 from canary.model import Phase
 from canary.store import MemoryStore, SQLiteStore, Store, StoreError, TargetBusy, open_store
-from canary.store.sqlite import SCHEMA_VERSION
+from canary.store.sqlite import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
 @pytest.fixture
@@ -62,6 +62,34 @@ async def test_everything_survives_close_and_reopen(store: SQLiteStore) -> None:
         assert [e.seq for e in more] == [3]
     finally:
         await reopened.close()
+
+
+async def test_a_message_ref_survives_close_and_reopen(store: SQLiteStore) -> None:
+    r, _ = await store.create(make_rollout("checkout"), [], T0)
+    await store.set_message_ref(r.id, "slack", "C1 1.000100")
+    await store.close()
+
+    reopened = SQLiteStore(store.path)
+    try:
+        assert await reopened.message_ref(r.id, "slack") == "C1 1.000100"
+    finally:
+        await reopened.close()
+
+
+async def test_a_file_of_schema_1_is_migrated_and_keeps_its_rollouts(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with raw(path) as db:  # what the first release wrote
+        for statement in _statements(MIGRATIONS[0]):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+    old = SQLiteStore(path)
+    try:
+        r, _ = await old.create(make_rollout("checkout"), [], T0)
+        await old.set_message_ref(r.id, "slack", "C1 1.0")
+        assert await old.message_ref(r.id, "slack") == "C1 1.0"
+        assert await old.get(r.id) == r
+    finally:
+        await old.close()
 
 
 async def test_new_file_uses_wal_and_the_latest_schema(store: SQLiteStore) -> None:

@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from analysis.health import ProviderHealth
 from canary import __version__, dashboard
-from canary.api import openapi, rollouts
+from canary.api import openapi, rollouts, slack_actions
 from canary.api.auth import Authenticator
 from canary.api.context import (
     AUTH,
@@ -46,6 +46,7 @@ from canary.api.whoami import whoami
 from canary.engine import Engine
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
+from canary.slack import build_actions, slack_checked
 from config.errors import SpecError, shorten
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -209,7 +210,7 @@ def build_app(
         clients = Clients(settings)
         app.on_cleanup.append(lambda _: _close(clients))
         canonical = partial(canonical_document, clients=clients)
-    app[CANONICAL] = _refusing(canonical)
+    app[CANONICAL] = _refusing(slack_checked(canonical, settings))
     app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
     app[METRICS] = metrics_registry or Metrics()
     app[STREAMS] = Streams(heartbeat=heartbeat)
@@ -225,6 +226,7 @@ def build_app(
             *dashboard.routes(),  # the web page at /, its files under /ui
         ]
     )
+    slack_actions.install(app, build_actions(settings, engine))
     return app
 
 

@@ -339,6 +339,52 @@ def _paths() -> dict[str, Any]:
                 },
             )
         },
+        f"{PREFIX}/slack/actions": {
+            "post": _operation(
+                "slackActions",
+                "Slack's interactivity URL: a press of Promote, Pause or Abort on a message",
+                None,
+                {
+                    "200": {"description": "verified; the command runs after this answer"},
+                    "400": _problem("signed, but not a canary button press"),
+                    "401": _problem(
+                        "not signed by Slack with the signing secret, more than 5 minutes old, "
+                        "or a replay"
+                    ),
+                    "404": _problem("Slack buttons are not configured on this daemon"),
+                    "413": _problem("the body is larger than 1 MiB"),
+                },
+                description="Authenticated by Slack's request signature (v0, HMAC-SHA256 with "
+                "the app's signing secret), not by a token; who may act is "
+                "CANARY_SLACK_ALLOWLIST.",
+                parameters=[
+                    {
+                        "name": "X-Slack-Request-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Slack-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"payload": {"type": "string"}},
+                                "required": ["payload"],
+                            }
+                        }
+                    },
+                },
+            )
+        },
         f"{PREFIX}/openapi.json": {
             "get": _operation(
                 "openapi",

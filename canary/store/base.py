@@ -304,6 +304,14 @@ class Store(Protocol):
     ) -> builtins.list[Event]:
         """At most ``limit`` events with ``seq > after``, in order. Raises ``NotFound``."""
 
+    async def message_ref(self, rollout_id: str, notifier: str) -> str | None:
+        """What ``notifier`` keeps to find its message about the rollout again (for Slack,
+        the channel and ts of the rollout's message), or None. Raises ``NotFound``."""
+
+    async def set_message_ref(self, rollout_id: str, notifier: str, ref: str) -> None:
+        """Keep ``ref`` for ``notifier`` (replacing an earlier one); it survives restarts.
+        Raises ``NotFound`` if there is no such rollout (quarantined ones have refs too)."""
+
     async def ping(self) -> None:
         """Raise if the store cannot be used right now (also: after ``close``)."""
 

@@ -39,6 +39,7 @@ class MemoryStore:
         self._events: dict[str, builtins.list[Event]] = {}
         self._claims: dict[str, str] = {}  # target key -> id of the live rollout holding it
         self._keys: dict[str, str] = {}  # idempotency key -> rollout id
+        self._refs: dict[tuple[str, str], str] = {}  # (rollout id, notifier) -> message ref
         # A write checks, then updates several dicts; the lock keeps that atomic should a
         # write ever await in between.
         self._lock = asyncio.Lock()
@@ -166,6 +167,14 @@ class MemoryStore:
         # seq n sits at index n - 1: the log is gapless and append-only.
         start = max(after, 0)
         return log[start : start + max(limit, 0)]
+
+    async def message_ref(self, rollout_id: str, notifier: str) -> str | None:
+        self._find(rollout_id)
+        return self._refs.get((rollout_id, notifier))
+
+    async def set_message_ref(self, rollout_id: str, notifier: str, ref: str) -> None:
+        self._find(rollout_id)
+        self._refs[(rollout_id, notifier)] = ref
 
     async def ping(self) -> None:
         self._check_open()

@@ -105,6 +105,15 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT RAISE(ABORT, 'events are append-only');
     END;
     """,
+    """
+    -- A notifier's handle on its message about a rollout (Slack: channel and ts).
+    CREATE TABLE message_refs (
+        rollout_id TEXT NOT NULL REFERENCES rollouts (id),
+        notifier TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, notifier)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -169,6 +178,12 @@ class SQLiteStore:
         self, rollout_id: str, after: int = 0, limit: int = 1000
     ) -> builtins.list[Event]:
         return await self._run(lambda db: _events(db, rollout_id, after, limit))
+
+    async def message_ref(self, rollout_id: str, notifier: str) -> str | None:
+        return await self._run(lambda db: _message_ref(db, rollout_id, notifier))
+
+    async def set_message_ref(self, rollout_id: str, notifier: str, ref: str) -> None:
+        await self._run(lambda db: _set_message_ref(db, rollout_id, notifier, ref))
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
@@ -515,3 +530,27 @@ def _events(db: sqlite3.Connection, rollout_id: str, after: int, limit: int) -> 
         )
         for seq, at, kind, step, weight, actor, message, data in rows
     ]
+
+
+def _exists(db: sqlite3.Connection, rollout_id: str) -> None:
+    if db.execute("SELECT 1 FROM rollouts WHERE id = ?", (rollout_id,)).fetchone() is None:
+        raise NotFound(rollout_id)
+
+
+def _message_ref(db: sqlite3.Connection, rollout_id: str, notifier: str) -> str | None:
+    _exists(db, rollout_id)
+    row = db.execute(
+        "SELECT ref FROM message_refs WHERE rollout_id = ? AND notifier = ?",
+        (rollout_id, notifier),
+    ).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def _set_message_ref(db: sqlite3.Connection, rollout_id: str, notifier: str, ref: str) -> None:
+    with _transaction(db):
+        _exists(db, rollout_id)
+        db.execute(
+            "INSERT INTO message_refs (rollout_id, notifier, ref) VALUES (?, ?, ?) "
+            "ON CONFLICT (rollout_id, notifier) DO UPDATE SET ref = excluded.ref",
+            (rollout_id, notifier, ref),
+        )
