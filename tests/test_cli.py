@@ -109,7 +109,7 @@ def test_a_kind_not_built_yet_is_refused_by_validate() -> None:
     assert run.exit_code == 2
     assert (
         "spec.targets[0].kind: target kind 'k8s-istio' is not available in this version of "
-        "canary (it is planned: see the [k8s] issue); available: lambda-alias"
+        "canary (it is planned: see the [k8s] issue); available: lambda-alias, k8s-gateway-api"
     ) in run.output
 
 

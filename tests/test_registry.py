@@ -85,6 +85,7 @@ def test_a_minimal_spec_of_every_kind_is_accepted() -> None:
     """What docs/architecture.md promises a new kind: its model is in the union at once."""
     samples: dict[str, dict[str, Any]] = {
         "lambda-alias": {"function": "f", "alias": "live", "version": "2"},
+        "k8s-gateway-api": {"route": "r", "stable_service": "a", "canary_service": "b"},
     }
     assert set(samples) == set(kind_names()), "add a sample target for the new kind here"
     for name, fields in samples.items():

@@ -24,7 +24,12 @@ from strategies.registry import PLANNED, kind_names
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
-EXPECTED_EXAMPLES = {"lambda-alias.yaml", "lambda-alias-prometheus.yaml", "multi-target.yaml"}
+EXPECTED_EXAMPLES = {
+    "lambda-alias.yaml",
+    "lambda-alias-prometheus.yaml",
+    "multi-target.yaml",
+    "k8s-gateway-api.yaml",
+}
 PLANNED_EXAMPLES = sorted((ROOT / "docs" / "planned").glob("*.yaml"))
 REGENERATE = "python -m config.schema > config/schema.json"
 
