@@ -43,3 +43,13 @@ def k8s() -> Iterator[Any]:
     from k8sserver import session_server
 
     yield from session_server()
+
+
+@pytest.fixture
+def kube(k8s: Any) -> Iterator[Any]:
+    """The daemon's Kubernetes clients, as the test user ``canary`` (get and patch rights)."""
+    from strategies.k8s import KubeClients
+
+    made = KubeClients(str(k8s.kubeconfig("canary")))
+    yield made
+    made.close()
