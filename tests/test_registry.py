@@ -92,6 +92,7 @@ def test_a_minimal_spec_of_every_kind_is_accepted() -> None:
             "stable_subset": "a",
             "canary_subset": "b",
         },
+        "k8s-nginx": {"ingress": "w", "canary_ingress": "c", "canary_service": "s"},
         "k8s-smi": {
             "traffic_split": "t",
             "root_service": "r",

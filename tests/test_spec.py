@@ -30,6 +30,7 @@ EXPECTED_EXAMPLES = {
     "multi-target.yaml",
     "k8s-gateway-api.yaml",
     "k8s-istio.yaml",
+    "k8s-nginx.yaml",
     "k8s-smi.yaml",
 }
 PLANNED_EXAMPLES = sorted((ROOT / "docs" / "planned").glob("*.yaml"))
@@ -417,9 +418,9 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "a planned kind",
-        {"targets": [{"kind": "k8s-nginx", "ingress": "frontend"}]},
+        {"targets": [{"kind": "appconfig-flag", "application": "shop"}]},
         "spec.targets[0].kind",
-        "target kind 'k8s-nginx' is not available in this version of canary",
+        "target kind 'appconfig-flag' is not available in this version of canary",
     ),
     (
         "bad approval",
@@ -481,7 +482,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "targets": [
             LAMBDA | {"version": "$LATEST"},
             {"kind": "lambda-function"},
-            {"kind": "k8s-nginx", "ingress": "web", "canary_service": "web-canary"},
+            {"kind": "appconfig-flag", "application": "web", "flag": "new-checkout"},
         ],
         "steps": [{"weight": 10, "bake": "5 mins"}, {"weight": 150}],
         "analysis": {
@@ -501,7 +502,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "metadata.lables": "did you mean 'labels'?",
         "spec.targets[0].version": "$LATEST cannot take weighted traffic",
         "spec.targets[1].kind": "unknown target kind 'lambda-function'",
-        "spec.targets[2].kind": "target kind 'k8s-nginx' is not available in this version",
+        "spec.targets[2].kind": "target kind 'appconfig-flag' is not available in this version",
         "spec.steps[0].bake": "'5 mins' is not a duration",
         "spec.steps[1].weight": "150 is out of range",
         "spec.analysis.interval": "0s is out of range; give a duration from 1s to 1h",
