@@ -186,7 +186,12 @@ class K8sServer:
 
     def kubeconfig(self, user: str = "admin", namespace: str = "default") -> Path:
         """A kubeconfig file whose current context is ``user`` on this server."""
-        path = self.dir / f"kubeconfig-{user}"
+        return self.kubeconfig_with_token(user, self.users[user].token, namespace)
+
+    def kubeconfig_with_token(self, name: str, token: str, namespace: str = "default") -> Path:
+        """A kubeconfig whose current context, ``name``, authenticates with ``token`` (a test
+        user's, or a ServiceAccount's from the TokenRequest API)."""
+        path = self.dir / f"kubeconfig-{name.replace(':', '-')}"
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -196,14 +201,14 @@ class K8sServer:
                     "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)},
                 }
             ],
-            "users": [{"name": user, "user": {"token": self.users[user].token}}],
+            "users": [{"name": name, "user": {"token": token}}],
             "contexts": [
                 {
-                    "name": user,
-                    "context": {"cluster": "test", "user": user, "namespace": namespace},
+                    "name": name,
+                    "context": {"cluster": "test", "user": name, "namespace": namespace},
                 }
             ],
-            "current-context": user,
+            "current-context": name,
         }
         path.write_text(yaml.safe_dump(config))
         return path
@@ -216,16 +221,23 @@ class K8sServer:
 
     # ------------------------------------------------------------ objects
 
-    def apply(self, documents: Any) -> None:
-        """Create (or replace) each object in a list of manifests, as the admin."""
+    def apply(self, documents: Any, dry_run: bool = False) -> None:
+        """Server-side apply of each object in a list of manifests, as the admin; with
+        ``dry_run`` the server validates and admits them but stores nothing."""
         from kubernetes import dynamic
 
         client = dynamic.DynamicClient(self.api())
+        extra = {"dry_run": "All"} if dry_run else {}
         for doc in documents:
             resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
             namespace = doc["metadata"].get("namespace") if resource.namespaced else None
             client.server_side_apply(
-                resource, body=doc, namespace=namespace, field_manager="tests", force_conflicts=True
+                resource,
+                body=doc,
+                namespace=namespace,
+                field_manager="tests",
+                force_conflicts=True,
+                **extra,
             )
 
     def install_crds(self) -> None:
