@@ -20,18 +20,20 @@ from pydantic import Field
 
 from config.errors import shown
 from config.targets import Target, TargetBase
-from strategies import lambda_alias
+from strategies import k8s_gateway_api, k8s_istio, k8s_nginx, k8s_smi, lambda_alias
 from strategies.base import NotImplementedKind, Strategy
 from strategies.kind import CanonicalError, TargetKind
 
-KINDS: tuple[TargetKind[Any, Any], ...] = (lambda_alias.KIND,)
+KINDS: tuple[TargetKind[Any, Any], ...] = (
+    lambda_alias.KIND,
+    k8s_gateway_api.KIND,
+    k8s_istio.KIND,
+    k8s_smi.KIND,
+    k8s_nginx.KIND,
+)
 
 PLANNED: Mapping[str, str] = {
     "appconfig-flag": "[appconfig]",
-    "k8s-gateway-api": "[k8s]",
-    "k8s-istio": "[k8s]",
-    "k8s-nginx": "[k8s]",
-    "k8s-smi": "[k8s]",
 }
 """Kinds whose design exists (docs/planned-kinds.md) but no module yet -> the issue."""
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.upper().startswith("CANARY_"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+@pytest.fixture(scope="session")
+def k8s() -> Iterator[Any]:
+    """One real Kubernetes API server (etcd + kube-apiserver) per session: tests/k8sserver.py."""
+    from k8sserver import session_server
+
+    yield from session_server()
+
+
+@pytest.fixture
+def kube(k8s: Any) -> Iterator[Any]:
+    """The daemon's Kubernetes clients, as the test user ``canary`` (get and patch rights)."""
+    from strategies.k8s import KubeClients
+
+    made = KubeClients(str(k8s.kubeconfig("canary")))
+    yield made
+    made.close()

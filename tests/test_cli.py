@@ -104,12 +104,13 @@ def test_missing_file_is_a_clear_error() -> None:
 
 
 def test_a_kind_not_built_yet_is_refused_by_validate() -> None:
-    planned = EXAMPLES.parent.parent / "docs" / "planned" / "k8s-istio.yaml"
+    planned = EXAMPLES.parent.parent / "docs" / "planned" / "appconfig-flag.yaml"
     run = CliRunner().invoke(cli, ["validate", "-f", str(planned)])
     assert run.exit_code == 2
     assert (
-        "spec.targets[0].kind: target kind 'k8s-istio' is not available in this version of "
-        "canary (it is planned: see the [k8s] issue); available: lambda-alias"
+        "spec.targets[0].kind: target kind 'appconfig-flag' is not available in this version "
+        "of canary (it is planned: see the [appconfig] issue); available: lambda-alias, "
+        "k8s-gateway-api, k8s-istio, k8s-smi, k8s-nginx"
     ) in run.output
 
 

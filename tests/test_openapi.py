@@ -195,6 +195,18 @@ def within_what_json_schema_can_say(body: Any) -> Any:
             # An ARN's region, account and qualifier must agree with the target's region,
             # role_arn and alias; tests/test_canonical_keys.py covers those rules.
             target["function"] = "checkout-api"
+        if str(target.get("kind")).startswith("k8s-"):
+            # Two names that must differ (stable and canary), and a context: this daemon has
+            # no kubeconfig to take the current one from (the key would be refused with 422).
+            for stable, canary in (
+                ("stable_service", "canary_service"),
+                ("stable_subset", "canary_subset"),
+                ("ingress", "canary_ingress"),
+            ):
+                if stable in target and target.get(canary) == target[stable]:
+                    target[canary] = f"{target[stable]}-canary"[-253:].lstrip("-.")
+            if target.get("context") is None:
+                target["context"] = "test"
         by_key.setdefault(TARGET.validate_python(target).key(), target)
     spec["targets"] = list(by_key.values())
     analysis = spec.get("analysis")

@@ -85,6 +85,20 @@ def test_a_minimal_spec_of_every_kind_is_accepted() -> None:
     """What docs/architecture.md promises a new kind: its model is in the union at once."""
     samples: dict[str, dict[str, Any]] = {
         "lambda-alias": {"function": "f", "alias": "live", "version": "2"},
+        "k8s-gateway-api": {"route": "r", "stable_service": "a", "canary_service": "b"},
+        "k8s-istio": {
+            "virtual_service": "r",
+            "host": "r",
+            "stable_subset": "a",
+            "canary_subset": "b",
+        },
+        "k8s-nginx": {"ingress": "w", "canary_ingress": "c", "canary_service": "s"},
+        "k8s-smi": {
+            "traffic_split": "t",
+            "root_service": "r",
+            "stable_service": "a",
+            "canary_service": "b",
+        },
     }
     assert set(samples) == set(kind_names()), "add a sample target for the new kind here"
     for name, fields in samples.items():

@@ -24,7 +24,15 @@ from strategies.registry import PLANNED, kind_names
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
-EXPECTED_EXAMPLES = {"lambda-alias.yaml", "lambda-alias-prometheus.yaml", "multi-target.yaml"}
+EXPECTED_EXAMPLES = {
+    "lambda-alias.yaml",
+    "lambda-alias-prometheus.yaml",
+    "multi-target.yaml",
+    "k8s-gateway-api.yaml",
+    "k8s-istio.yaml",
+    "k8s-nginx.yaml",
+    "k8s-smi.yaml",
+}
 PLANNED_EXAMPLES = sorted((ROOT / "docs" / "planned").glob("*.yaml"))
 REGENERATE = "python -m config.schema > config/schema.json"
 
@@ -410,9 +418,9 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "a planned kind",
-        {"targets": [{"kind": "k8s-nginx", "ingress": "frontend"}]},
+        {"targets": [{"kind": "appconfig-flag", "application": "shop"}]},
         "spec.targets[0].kind",
-        "target kind 'k8s-nginx' is not available in this version of canary",
+        "target kind 'appconfig-flag' is not available in this version of canary",
     ),
     (
         "bad approval",
@@ -473,7 +481,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "targets": [
             LAMBDA | {"version": "$LATEST"},
             {"kind": "lambda-function"},
-            {"kind": "k8s-istio", "virtual_service": "reviews", "host": "reviews"},
+            {"kind": "appconfig-flag", "application": "web", "flag": "new-checkout"},
         ],
         "steps": [{"weight": 10, "bake": "5 mins"}, {"weight": 150}],
         "analysis": {
@@ -493,7 +501,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "metadata.lables": "did you mean 'labels'?",
         "spec.targets[0].version": "$LATEST cannot take weighted traffic",
         "spec.targets[1].kind": "unknown target kind 'lambda-function'",
-        "spec.targets[2].kind": "target kind 'k8s-istio' is not available in this version",
+        "spec.targets[2].kind": "target kind 'appconfig-flag' is not available in this version",
         "spec.steps[0].bake": "'5 mins' is not a duration",
         "spec.steps[1].weight": "150 is out of range",
         "spec.analysis.interval": "0s is out of range; give a duration from 1s to 1h",
