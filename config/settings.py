@@ -358,7 +358,14 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
 # CANARY_* variables read by other parts (the CLI as an API client, the test suite), not
 # by the daemon: never reported as unknown.
 CLIENT_VARIABLES = frozenset(
-    {"CANARY_URL", "CANARY_TOKEN", "CANARY_DEBUG", "CANARY_REQUIRE_SERVICES"}
+    {
+        "CANARY_URL",
+        "CANARY_TOKEN",
+        "CANARY_DEBUG",
+        "CANARY_REQUIRE_SERVICES",
+        "CANARY_K8S_BIN",  # the test suite's Kubernetes server binaries (.ci/run sets it)
+        "CANARY_IT_K8S",  # opt-in tests against a real cluster
+    }
 )
 
 
