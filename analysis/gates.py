@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from analysis.base import Measurement, MetricProvider, MetricQuery, ProviderError, Window
 from analysis.judges import GateResult, error_result, judge
+from analysis.registry import BY_NAME as PROVIDERS
+from analysis.registry import preset
 from config.spec import Gate
 
 DEFAULT_TIMEOUT = 20.0
@@ -26,6 +28,29 @@ class EvaluationContext:
     weight: float
     elapsed: float
     variables: Mapping[str, str] = field(default_factory=dict)
+
+
+# The values a relative check is bounded with, when the gate has no statistical step: one a
+# minute (a scrape interval of 15-60 s leaves several points in each), and at least
+# RELATIVE_VALUES over a short window.
+RELATIVE_STEP = 60.0
+RELATIVE_VALUES = 5
+
+
+def series_step(gate: Gate) -> float | None:
+    """The step of the values over the window the gate's checks need, or None.
+
+    A statistical check compares them; a relative check on a value that is not a share of
+    requests bounds its increase with them (analysis/judges.py), when the provider has them.
+    """
+    if gate.statistical is not None:
+        return gate.statistical.step
+    declared = preset(gate.provider, gate.preset)
+    if gate.relative is None or (declared is not None and declared.rate):
+        return None
+    if not PROVIDERS[gate.provider].series:
+        return None
+    return max(2.0, min(RELATIVE_STEP, gate.window // RELATIVE_VALUES))
 
 
 def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
@@ -45,7 +70,7 @@ def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
             elapsed=ctx.elapsed,
             metrics=metrics,
             samples_expression=gate.samples_query if side == "canary" else None,
-            series_step=gate.statistical.step if gate.statistical is not None else None,
+            series_step=series_step(gate),
             preset_options=gate.preset_options,
         )
         for side, expression in sides
