@@ -520,7 +520,8 @@ def build(settings: PrometheusSettings, clients: None) -> PrometheusProvider | N
 
 PROVIDER = ProviderKind(
     name="prometheus",
-    summary="PromQL over the gate's window (instant queries; range queries for statistical)",
+    summary="PromQL over the gate's window (instant queries; range queries for statistical and "
+    "relative values)",
     presets=(
         Preset(
             "http-error-rate",

@@ -84,6 +84,7 @@ class PauseCause(StrEnum):
     DRIFT = "drift"  # a split this daemon did not write
     MANUAL = "manual"  # a person
     INCONCLUSIVE = "inconclusive"  # on_inconclusive: pause
+    GATE_FAILED = "gate_failed"  # on_failure: pause
 
 
 class ErrorKind(StrEnum):

@@ -582,8 +582,12 @@ def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> T
     return Transition(_begin_bake(r, now, events), events)
 
 
-def _summary(results: Sequence[GateResult]) -> str:
-    return " · ".join(res.explanation for res in results) or "no gates"
+def _summary(results: Sequence[GateResult], dry: frozenset[str] | set[str] = frozenset()) -> str:
+    """The results' explanations; a dry-run gate's marked as not counted."""
+    said = [
+        res.explanation + (" (dry run: not counted)" if res.gate in dry else "") for res in results
+    ]
+    return " · ".join(said) or "no gates"
 
 
 def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
@@ -601,7 +605,9 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         return Transition(_pause_for_drift(r, now, drift, events), events)
 
     a = r.spec.analysis
-    verdicts = {res.verdict for res in e.results}
+    dry = {g.name for g in a.gates if g.dry_run}
+    counted = [res for res in e.results if res.gate not in dry]
+    verdicts = {res.verdict for res in counted}
     failed = Verdict.FAIL in verdicts
     errored = Verdict.ERROR in verdicts
     inconclusive = Verdict.INCONCLUSIVE in verdicts
@@ -618,9 +624,12 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         events.append(
             _ev(
                 K.ANALYSIS_EVALUATED,
-                f"gates at {r.weight:g}%: {_summary(e.results)}",
+                f"gates at {r.weight:g}%: {_summary(e.results, dry)}",
                 at_step=(r.step + 1, r.weight),
-                results=[res.to_data() for res in e.results],
+                results=[
+                    res.to_data() | ({"dry_run": True} if res.gate in dry else {})
+                    for res in e.results
+                ],
                 counters=c.model_dump(),
                 limits={
                     "failure_limit": a.failure_limit,
@@ -632,13 +641,21 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         )
 
     def worst(v: Verdict) -> str:
-        return _summary([res for res in e.results if res.verdict == v])
+        return _summary([res for res in counted if res.verdict == v])
 
     if failed and c.failures > a.failure_limit:
         reason = (
             f"{c.failures} failed evaluation(s), more than failure_limit {a.failure_limit}: "
             f"{worst(Verdict.FAIL)}"
         )
+        if a.on_failure == "pause":
+            reason += (
+                "; on_failure is pause: abort to roll back, resume to keep judging (each "
+                "further failure pauses again), promote to move on"
+            )
+            return Transition(
+                _pause(r, now, PauseCause.GATE_FAILED, reason, events, verdict="FAIL"), events
+            )
         r = _rollback(r, RollbackCause.GATE_FAILED, reason, events, verdict="FAIL")
         return Transition(r, events)
     if errored and c.consecutive_errors > a.consecutive_error_limit:

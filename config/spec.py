@@ -294,6 +294,10 @@ class Gate(StrictModel):
     preset_options: PresetOptions | None = Field(
         default=None, description="metric and label names for the prometheus presets"
     )
+    dry_run: Flag = Field(
+        default=False,
+        description="evaluated, recorded and shown, never counted toward a limit or a decision",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Gate:
@@ -458,6 +462,10 @@ class Analysis(StrictModel):
         default=10, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
+    on_failure: Literal["rollback", "pause"] = Field(
+        default="rollback",
+        description="beyond failure_limit: roll back, or pause for a person to judge",
+    )
 
     @field_validator("gates")
     @classmethod

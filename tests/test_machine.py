@@ -565,3 +565,40 @@ def test_a_retry_waits_in_the_record_so_a_restart_keeps_it() -> None:
     restored = type(r).model_validate_json(r.model_dump_json())
     assert decide(restored, at(2)) == Wait(at(5))
     assert restored.failing_since == T0
+
+
+# ---------------------------------------------------------------- on_failure, dry_run
+
+
+def test_on_failure_pause_holds_a_failed_rollout_for_a_person() -> None:
+    doc = document(analysis=GATES | {"failure_limit": 0, "on_failure": "pause"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.PAUSED, "paused, not rolled back"
+    assert t.rollout.paused_cause == PauseCause.GATE_FAILED
+    assert "failure_limit 0" in (t.rollout.paused_reason or "")
+    paused = next(e for e in t.events if e.kind == "rollout.paused")
+    assert (paused.data["cause"], paused.data["verdict"]) == ("gate_failed", "FAIL")
+    assert not any(e.kind == "rollback.started" for e in t.events)
+    resumed = apply(t.rollout, Command("resume", "ana"), at(60)).rollout
+    resumed = apply(resumed, ShiftResult(10, (TrafficSplit(10),)), at(60)).rollout
+    again = check(resumed, [Verdict.FAIL], at(90))
+    assert again.rollout.phase == P.PAUSED, "each further failure pauses again"
+
+
+def test_a_dry_run_gate_is_recorded_and_shown_but_never_counted() -> None:
+    gates = [
+        {"name": "g0", "provider": "cloudwatch", "query": "errors", "max": 0.01},
+        {"name": "g1", "provider": "cloudwatch", "query": "p99", "max": 1, "dry_run": True},
+    ]
+    doc = document(analysis={"interval": "30s", "failure_limit": 0, "gates": gates})
+    r = check(rollout(P.BAKING, doc), [Verdict.PASS, Verdict.FAIL], at(30)).rollout
+    assert r.phase == P.BAKING, "a failing dry-run gate does not roll back"
+    assert r.counters.failures == 0
+    t = check(r, [Verdict.PASS, Verdict.ERROR], at(300))
+    assert (t.rollout.phase, t.rollout.step) == (P.SHIFTING, 1), "nor block the step"
+    evaluated = next(e for e in t.events if e.kind == "analysis.evaluated")
+    assert evaluated.data["results"][1]["dry_run"] is True
+    assert "dry_run" not in evaluated.data["results"][0]
+    assert "g1 ERROR (dry run: not counted)" in evaluated.message
+    failing = check(rollout(P.BAKING, doc), [Verdict.FAIL, Verdict.PASS], at(30))
+    assert failing.rollout.phase == P.ROLLING_BACK, "the counted gate still decides"
