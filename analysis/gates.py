@@ -53,6 +53,13 @@ def series_step(gate: Gate) -> float | None:
     return max(2.0, min(RELATIVE_STEP, gate.window // RELATIVE_VALUES))
 
 
+def delay_of(gate: Gate) -> float:
+    """How late the gate's metrics arrive: its own ``delay``, else its provider's."""
+    if gate.delay is not None:
+        return gate.delay
+    return PROVIDERS[gate.provider].delay
+
+
 def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
     """The canary query, and the stable one when the gate can ask for it."""
     sides: list[tuple[str, str | None]] = [("canary", gate.query)]
@@ -84,7 +91,7 @@ async def evaluate(
     provider_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[GateResult]:
     """Every gate's result, in the order of ``gates``."""
-    groups: dict[tuple[str, float], list[tuple[int, MetricQuery]]] = defaultdict(list)
+    groups: dict[tuple[str, float, float], list[tuple[int, MetricQuery]]] = defaultdict(list)
     answers: dict[int, list[Measurement | ProviderError]] = {i: [] for i in range(len(gates))}
     missing: dict[int, str] = {}
     for index, gate in enumerate(gates):
@@ -92,12 +99,13 @@ async def evaluate(
             missing[index] = f"has no {gate.provider} provider configured in this daemon"
             continue
         for query in queries_for(gate, ctx):
-            groups[(gate.provider, gate.window)].append((index, query))
+            groups[(gate.provider, gate.window, delay_of(gate))].append((index, query))
 
     async def ask(
-        provider_name: str, window_s: float, batch: list[tuple[int, MetricQuery]]
+        provider_name: str, window_s: float, delay: float, batch: list[tuple[int, MetricQuery]]
     ) -> None:
-        window = Window(ctx.now - timedelta(seconds=window_s), ctx.now)
+        end = ctx.now - timedelta(seconds=delay)  # where the data is complete
+        window = Window(end - timedelta(seconds=window_s), end)
         provider = providers[provider_name]
         try:
             results: Sequence[Measurement | ProviderError] = await asyncio.wait_for(
@@ -114,7 +122,7 @@ async def evaluate(
         for (index, _), result in zip(batch, results, strict=True):
             answers[index].append(result)
 
-    await asyncio.gather(*(ask(name, w, batch) for (name, w), batch in groups.items()))
+    await asyncio.gather(*(ask(name, w, d, batch) for (name, w, d), batch in groups.items()))
 
     out: list[GateResult] = []
     for index, gate in enumerate(gates):

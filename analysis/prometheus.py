@@ -535,4 +535,6 @@ PROVIDER = ProviderKind(
     clients=no_clients,
     build=build,
     unconfigured="set CANARY_PROMETHEUS_URL",
+    # A sample lands one scrape interval (15-30 s usually) after the request it counts.
+    delay=30.0,
 )

@@ -13,6 +13,9 @@ Rules worth knowing (also in docs/architecture.md):
   stops the clock; resume (or restart) continues with the time that was left.
 * Gates run every ``analysis.interval`` during a bake, with a final evaluation at its end.
   A step advances only on a final evaluation in which no gate failed or errored.
+* Evaluations in the first ``analysis.warmup`` of a step's bake are recorded, not counted
+  (warm-up after a shift); the one that ends a bake always counts. A ``dry_run`` gate is
+  recorded and shown, never counted. ``on_failure: pause`` pauses where a rollback would be.
 * Failed evaluations are counted over the whole rollout; inconclusive ones per step, from
   the end of its bake (before that they only mean the data is not in yet); provider errors
   in a row. Each is held against its own limit. Errors beyond ``consecutive_error_limit``
@@ -612,6 +615,24 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
     errored = Verdict.ERROR in verdicts
     inconclusive = Verdict.INCONCLUSIVE in verdicts
     remaining = r.bake_remaining(now)
+    if remaining > 0 and watched < a.warmup:
+        # Warm-up: caches, connections and JIT after a shift are not the release's fault.
+        # Recorded and shown, never counted; the evaluation that ends a bake always counts.
+        left = a.warmup - watched
+        if e.results:
+            events.append(
+                _ev(
+                    K.ANALYSIS_EVALUATED,
+                    f"gates at {r.weight:g}% (warm-up, {display_duration(left)} left: not "
+                    f"counted): {_summary(e.results, dry)}",
+                    at_step=(r.step + 1, r.weight),
+                    results=[res.to_data() for res in e.results],
+                    counters=r.counters.model_dump(),
+                    warmup={"warmup": a.warmup, "remaining": left},
+                    bake_remaining=remaining,
+                )
+            )
+        return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
     # While the bake runs, INCONCLUSIVE means the data is not in yet (the window still
     # fills with this step's traffic); only evaluations that could end the step count.
     c = Counters(

@@ -346,3 +346,33 @@ def test_failures_are_described_in_one_line() -> None:
     assert "credentials" in describe_failure(
         PrometheusApiClientException("HTTP Status Code 401 (b'Unauthorized')"), "http://p", 5
     )
+
+
+# ---------------------------------------------------------------- delay
+
+
+async def test_each_window_ends_where_the_providers_data_is_complete() -> None:
+    """CloudWatch publishes about two minutes late, Prometheus a scrape late; a gate's own
+    delay overrides its provider's."""
+    from datetime import timedelta
+
+    from analysis.gates import evaluate
+    from analysis.scripted import ScriptedProvider
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    providers = {
+        "cloudwatch": ScriptedProvider(lambda q: Measurement(0.001, 500)),
+        "prometheus": ScriptedProvider(lambda q: Measurement(0.001, 500)),
+    }
+    gates = [
+        gate(name="lambda", provider="cloudwatch", query="e", max=0.01),
+        gate(name="http", query="e", max=0.01),
+        gate(name="late", query="e", max=0.01, delay="3m", window="10m"),
+    ]
+    ctx = EvaluationContext(now=now, weight=10, elapsed=0)
+    results = await evaluate(gates, providers, ctx)
+    assert [r.verdict for r in results] == [Verdict.PASS] * 3
+    windows = {q.gate: w for p in providers.values() for q, w in p.queries}
+    assert windows["lambda"] == Window(now - timedelta(minutes=7), now - timedelta(minutes=2))
+    assert windows["http"] == Window(now - timedelta(seconds=330), now - timedelta(seconds=30))
+    assert windows["late"] == Window(now - timedelta(minutes=13), now - timedelta(minutes=3))

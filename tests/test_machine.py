@@ -590,7 +590,7 @@ def test_a_dry_run_gate_is_recorded_and_shown_but_never_counted() -> None:
         {"name": "g0", "provider": "cloudwatch", "query": "errors", "max": 0.01},
         {"name": "g1", "provider": "cloudwatch", "query": "p99", "max": 1, "dry_run": True},
     ]
-    doc = document(analysis={"interval": "30s", "failure_limit": 0, "gates": gates})
+    doc = document(analysis=GATES | {"failure_limit": 0, "gates": gates})
     r = check(rollout(P.BAKING, doc), [Verdict.PASS, Verdict.FAIL], at(30)).rollout
     assert r.phase == P.BAKING, "a failing dry-run gate does not roll back"
     assert r.counters.failures == 0
@@ -602,3 +602,24 @@ def test_a_dry_run_gate_is_recorded_and_shown_but_never_counted() -> None:
     assert "g1 ERROR (dry run: not counted)" in evaluated.message
     failing = check(rollout(P.BAKING, doc), [Verdict.FAIL, Verdict.PASS], at(30))
     assert failing.rollout.phase == P.ROLLING_BACK, "the counted gate still decides"
+
+
+def test_warm_up_evaluations_are_recorded_but_not_counted() -> None:
+    doc = document(analysis=GATES | {"failure_limit": 0, "warmup": "1m"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.BAKING, "a FAIL 30s after the shift is warm-up"
+    assert t.rollout.counters.failures == 0
+    evaluated = next(e for e in t.events if e.kind == "analysis.evaluated")
+    assert "(warm-up, 30s left: not counted)" in evaluated.message
+    assert evaluated.data["warmup"] == {"warmup": 60.0, "remaining": 30.0}
+    assert evaluated.data["results"][0]["verdict"] == "FAIL"
+    assert t.rollout.next_check_at == at(60)
+    t = check(t.rollout, [Verdict.FAIL], at(60))
+    assert t.rollout.phase == P.ROLLING_BACK, "counted from the end of the warm-up"
+
+
+def test_warm_up_never_hides_the_evaluation_that_ends_a_bake() -> None:
+    steps = [{"weight": 10, "bake": "30s"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"failure_limit": 0, "warmup": "5m"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.ROLLING_BACK

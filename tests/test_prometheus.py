@@ -79,7 +79,9 @@ async def provider(prometheus: str) -> AsyncIterator[PrometheusProvider]:
 
 
 def gate(**fields: Any) -> Gate:
-    return Gate.model_validate({"name": "g", "provider": "prometheus", "window": "5s"} | fields)
+    # The app's metrics are scraped every second: no delay worth waiting for.
+    base = {"name": "g", "provider": "prometheus", "window": "5s", "delay": "0s"}
+    return Gate.model_validate(base | fields)
 
 
 async def judge_now(
@@ -310,6 +312,7 @@ Shaped = Callable[[float], float]  # a level as a function of the canary's share
 
 GATES: dict[str, Any] = {
     "interval": "1s",
+    "warmup": "0s",  # bakes of seconds: judge from the first look
     "inconclusive_limit": 10,
     "gates": [
         {
@@ -319,6 +322,7 @@ GATES: dict[str, Any] = {
             "max": 0.05,
             "min_samples": 20,
             "window": "4s",
+            "delay": "0s",
         },
         {
             "name": "p95",
@@ -328,6 +332,7 @@ GATES: dict[str, Any] = {
             "relative": {"max_increase_percent": 50},
             "min_samples": 20,
             "window": "10s",  # 5 values of 2s each bound the increase
+            "delay": "0s",
         },
     ],
 }
