@@ -55,6 +55,8 @@ class GateResult:
     stable_value: float | None = None
     samples: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    starved: bool = False
+    """INCONCLUSIVE for lack of samples or values: more traffic would decide it."""
 
     def to_data(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,6 +101,7 @@ class Clause:
     mentions_stable: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
     significant: bool = False
+    starved: bool = False  # INCONCLUSIVE for lack of samples or values
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,7 @@ def check_relative(
             f"{head} > allowed {limit}, but {values} are too few to bound it at {level}",
             mentions_stable=True,
             detail=detail,
+            starved=True,
         )
     detail |= {"increase_bound": low, "bound_confidence": EVIDENCE}
     if low > allowed:
@@ -335,6 +339,7 @@ def check_statistical(
             f"only {len(ours)} canary and {len(theirs)} stable value(s); Mann-Whitney needs "
             f"{needed} of each for confidence {stat.confidence:g}",
             mentions_stable=True,
+            starved=True,
         )
     alpha = significance(stat.confidence)
     p = mann_whitney_greater(ours, theirs)
@@ -408,7 +413,9 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     value = usable(canary.value)
     stable_value = usable(stable.value) if stable is not None else None
 
-    def result(verdict: Verdict, clauses: str, detail: dict[str, Any]) -> GateResult:
+    def result(
+        verdict: Verdict, clauses: str, detail: dict[str, Any], starved: bool = False
+    ) -> GateResult:
         return GateResult(
             gate=gate.name,
             verdict=verdict,
@@ -417,11 +424,12 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
             stable_value=stable_value,
             samples=canary.samples,
             detail=detail,
+            starved=starved,
         )
 
     vs = f" (stable {fmt(stable_value)}{unit})" if stable_value is not None else ""
     if value is None:
-        return result(Verdict.INCONCLUSIVE, f"has no data for the canary{vs}", {})
+        return result(Verdict.INCONCLUSIVE, f"has no data for the canary{vs}", {}, True)
     shown = f"{fmt(value)}{unit}"
     samples = canary.samples
     counts = None
@@ -449,7 +457,7 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
             why = f"comes without a sample count, and min_samples is {gate.min_samples}"
         else:
             why = f"rests on {fmt(samples)} samples < min_samples {gate.min_samples}"
-        return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {})
+        return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {}, True)
 
     verdicts = {c.verdict for c in clauses}
     verdict = next((v for v in (Verdict.FAIL, Verdict.INCONCLUSIVE) if v in verdicts), Verdict.PASS)
@@ -458,7 +466,9 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     if not any(c.mentions_stable for c in clauses):
         text += vs
     detail = {k: v for c in clauses for k, v in c.detail.items()}
-    return result(verdict, text, detail)
+    stuck = [c for c in clauses if c.verdict == Verdict.INCONCLUSIVE]
+    starved = verdict == Verdict.INCONCLUSIVE and all(c.starved for c in stuck)
+    return result(verdict, text, detail, starved)
 
 
 def error_result(gate: str, why: str) -> GateResult:

@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     STEP_STARTED = "step.started"
     STEP_AWAITING_APPROVAL = "step.awaiting_approval"
     BAKE_STARTED = "bake.started"
+    BAKE_EXTENDED = "bake.extended"
     TRAFFIC_SHIFTING = "traffic.shifting"  # write-ahead intent
     TRAFFIC_SHIFTED = "traffic.shifted"
     TRAFFIC_SHIFT_FAILED = "traffic.shift_failed"  # one attempt; retried

@@ -633,11 +633,19 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
                 )
             )
         return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+    # Low traffic: past the bake, gates that only lack samples extend it up to max_bake.
+    step = r.current_step
+    max_bake = step.max_bake if step.max_bake is not None else a.max_bake
+    starved = inconclusive and all(
+        res.starved for res in counted if res.verdict == Verdict.INCONCLUSIVE
+    )
+    lacking = starved and not failed and not errored and remaining <= 0 and max_bake is not None
+    extend = lacking and max_bake is not None and watched < max_bake
     # While the bake runs, INCONCLUSIVE means the data is not in yet (the window still
     # fills with this step's traffic); only evaluations that could end the step count.
     c = Counters(
         failures=r.counters.failures + failed,
-        inconclusive=r.counters.inconclusive + (inconclusive and remaining <= 0),
+        inconclusive=r.counters.inconclusive + (inconclusive and remaining <= 0 and not extend),
         consecutive_errors=r.counters.consecutive_errors + 1 if errored else 0,
     )
     r = r.model_copy(update={"counters": c})
@@ -686,12 +694,32 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         )
         r = _rollback(r, RollbackCause.PROVIDER_ERRORS, reason, events, verdict="ERROR")
         return Transition(r, events)
-    inconclusive_over = inconclusive and c.inconclusive > a.inconclusive_limit
+    if extend and max_bake is not None:
+        stuck = [res for res in counted if res.verdict == Verdict.INCONCLUSIVE]
+        events.append(
+            _ev(
+                K.BAKE_EXTENDED,
+                f"bake at {r.weight:g}% extended: {display_duration(watched)} of max_bake "
+                f"{display_duration(max_bake)} used, the gates lack samples: {_summary(stuck)}",
+                watched=watched,
+                bake=step.bake,
+                max_bake=max_bake,
+                gates=[{"gate": res.gate, "samples": res.samples} for res in stuck],
+            )
+        )
+        return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+    # max_bake spent and still lacking samples: on_inconclusive applies now.
+    inconclusive_over = inconclusive and (c.inconclusive > a.inconclusive_limit or lacking)
     if inconclusive_over and a.on_inconclusive != "continue":
         reason = (
             f"{c.inconclusive} inconclusive evaluation(s) at this step, more than "
             f"inconclusive_limit {a.inconclusive_limit}: {worst(Verdict.INCONCLUSIVE)}"
         )
+        if lacking and max_bake is not None:
+            reason = (
+                f"still too few samples after max_bake {display_duration(max_bake)} at "
+                f"{r.weight:g}%: {worst(Verdict.INCONCLUSIVE)}"
+            )
         if a.on_inconclusive == "rollback":
             r = _rollback(r, RollbackCause.INCONCLUSIVE, reason, events, verdict="INCONCLUSIVE")
             return Transition(r, events)

@@ -151,6 +151,11 @@ class Step(StrictModel):
     weight: Weight
     bake: Bake = Field(default=0.0, description="how long to hold the weight; 0s to 7 days")
     approval: Flag = Field(default=False, description="wait for a promote after the bake")
+    max_bake: Bake | None = Field(
+        default=None,
+        description="extend the bake while gates lack samples, up to this; then "
+        "on_inconclusive; 0s to 7 days; default analysis.max_bake",
+    )
 
 
 def default_steps() -> list[Step]:
@@ -475,6 +480,10 @@ class Analysis(StrictModel):
         default=10, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
+    max_bake: Bake | None = Field(
+        default=None,
+        description="every step's max_bake unless the step gives its own; 0s to 7 days",
+    )
     warmup: Warmup = Field(
         default=60.0,
         description="evaluations in the first part of each step's bake are recorded, not "

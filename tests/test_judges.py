@@ -376,3 +376,13 @@ async def test_each_window_ends_where_the_providers_data_is_complete() -> None:
     assert windows["lambda"] == Window(now - timedelta(minutes=7), now - timedelta(minutes=2))
     assert windows["http"] == Window(now - timedelta(seconds=330), now - timedelta(seconds=30))
     assert windows["late"] == Window(now - timedelta(minutes=13), now - timedelta(minutes=3))
+
+
+def test_a_result_says_when_only_more_traffic_would_decide_it() -> None:
+    g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20}, min_samples=200)
+    assert judge(g, m(0.3, samples=61), m(0.3)).starved, "61 samples < min_samples"
+    assert judge(g, m(None), m(0.3)).starved, "no data yet"
+    few = judge(g, m(0.61, values=SLOW[:3]), m(0.32, values=STEADY))
+    assert (few.verdict, few.starved) == (Verdict.INCONCLUSIVE, True)
+    no_stable = judge(g, m(0.3), m(None))
+    assert (no_stable.verdict, no_stable.starved) == (Verdict.INCONCLUSIVE, False)

@@ -12,6 +12,7 @@ import pytest
 from helpers import GATES, T0, at, document, lambda_target, result, rollout
 
 from analysis.base import Verdict
+from analysis.judges import GateResult
 from canary.events import ActionError, ErrorKind, EventKind, PauseCause, RollbackCause
 from canary.machine import (
     Check,
@@ -623,3 +624,56 @@ def test_warm_up_never_hides_the_evaluation_that_ends_a_bake() -> None:
     doc = document(steps=steps, analysis=GATES | {"failure_limit": 0, "warmup": "5m"})
     t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
     assert t.rollout.phase == P.ROLLING_BACK
+
+
+# ---------------------------------------------------------------- max_bake
+
+
+def starved_check(r, when):  # type: ignore[no-untyped-def]
+    few = GateResult(
+        gate="errors",
+        verdict=Verdict.INCONCLUSIVE,
+        explanation="errors 0 rests on 61 samples < min_samples 200 → INCONCLUSIVE",
+        value=0.0,
+        samples=61,
+        starved=True,
+    )
+    return apply(r, CheckResult((TrafficSplit(r.weight),), (few,)), when)
+
+
+def test_a_bake_extends_while_the_gates_lack_samples_then_moves_on() -> None:
+    steps = [{"weight": 10, "bake": "5m", "max_bake": "15m"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"inconclusive_limit": 0})
+    t = starved_check(rollout(P.BAKING, doc), at(300))
+    assert t.rollout.phase == P.BAKING, "extended, not paused at the first inconclusive look"
+    assert t.rollout.counters.inconclusive == 0
+    extended = next(e for e in t.events if e.kind == "bake.extended")
+    assert extended.data["max_bake"] == 900
+    assert extended.data["watched"] == 300
+    assert extended.data["gates"] == [{"gate": "errors", "samples": 61}]
+    assert "5m of max_bake 15m used" in extended.message
+    t = check(t.rollout, [Verdict.PASS], at(330))
+    assert (t.rollout.phase, t.rollout.step) == (P.SHIFTING, 1), "promoted once judged"
+
+
+def test_after_max_bake_on_inconclusive_applies_at_once() -> None:
+    steps = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    analysis = GATES | {"max_bake": "6m", "inconclusive_limit": 5}
+    r = starved_check(rollout(P.BAKING, document(steps=steps, analysis=analysis)), at(300))
+    assert r.rollout.phase == P.BAKING
+    t = starved_check(r.rollout, at(360))
+    assert t.rollout.phase == P.PAUSED
+    assert "still too few samples after max_bake 6m at 10%" in (t.rollout.paused_reason or "")
+    assert not any(e.kind == "bake.extended" for e in t.events)
+
+
+def test_without_max_bake_or_with_a_failure_nothing_is_extended() -> None:
+    steps = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"inconclusive_limit": 0})
+    assert starved_check(rollout(P.BAKING, doc), at(300)).rollout.phase == P.PAUSED
+    doc = document(
+        steps=[{"weight": 10, "bake": "5m", "max_bake": "1h"}, {"weight": 100}],
+        analysis=GATES | {"inconclusive_limit": 0},
+    )
+    t = check(rollout(P.BAKING, doc), [Verdict.INCONCLUSIVE], at(300))
+    assert t.rollout.phase == P.PAUSED, "inconclusive for another reason than samples"
