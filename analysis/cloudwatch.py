@@ -372,4 +372,6 @@ PROVIDER = ProviderKind(
     settings=None,
     clients=from_settings,
     build=build,
+    # AWS services publish their metrics about a minute after the fact, sometimes two.
+    delay=120.0,
 )

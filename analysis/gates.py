@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from analysis.base import Measurement, MetricProvider, MetricQuery, ProviderError, Window
 from analysis.judges import GateResult, error_result, judge
+from analysis.registry import BY_NAME as PROVIDERS
+from analysis.registry import preset
 from config.spec import Gate
 
 DEFAULT_TIMEOUT = 20.0
@@ -26,6 +28,36 @@ class EvaluationContext:
     weight: float
     elapsed: float
     variables: Mapping[str, str] = field(default_factory=dict)
+
+
+# The values a relative check is bounded with, when the gate has no statistical step: one a
+# minute (a scrape interval of 15-60 s leaves several points in each), and at least
+# RELATIVE_VALUES over a short window.
+RELATIVE_STEP = 60.0
+RELATIVE_VALUES = 5
+
+
+def series_step(gate: Gate) -> float | None:
+    """The step of the values over the window the gate's checks need, or None.
+
+    A statistical check compares them; a relative check on a value that is not a share of
+    requests bounds its increase with them (analysis/judges.py), when the provider has them.
+    """
+    if gate.statistical is not None:
+        return gate.statistical.step
+    declared = preset(gate.provider, gate.preset)
+    if gate.relative is None or (declared is not None and declared.rate):
+        return None
+    if not PROVIDERS[gate.provider].series:
+        return None
+    return max(2.0, min(RELATIVE_STEP, gate.window // RELATIVE_VALUES))
+
+
+def delay_of(gate: Gate) -> float:
+    """How late the gate's metrics arrive: its own ``delay``, else its provider's."""
+    if gate.delay is not None:
+        return gate.delay
+    return PROVIDERS[gate.provider].delay
 
 
 def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
@@ -45,7 +77,7 @@ def queries_for(gate: Gate, ctx: EvaluationContext) -> list[MetricQuery]:
             elapsed=ctx.elapsed,
             metrics=metrics,
             samples_expression=gate.samples_query if side == "canary" else None,
-            series_step=gate.statistical.step if gate.statistical is not None else None,
+            series_step=series_step(gate),
             preset_options=gate.preset_options,
         )
         for side, expression in sides
@@ -59,7 +91,7 @@ async def evaluate(
     provider_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[GateResult]:
     """Every gate's result, in the order of ``gates``."""
-    groups: dict[tuple[str, float], list[tuple[int, MetricQuery]]] = defaultdict(list)
+    groups: dict[tuple[str, float, float], list[tuple[int, MetricQuery]]] = defaultdict(list)
     answers: dict[int, list[Measurement | ProviderError]] = {i: [] for i in range(len(gates))}
     missing: dict[int, str] = {}
     for index, gate in enumerate(gates):
@@ -67,12 +99,13 @@ async def evaluate(
             missing[index] = f"has no {gate.provider} provider configured in this daemon"
             continue
         for query in queries_for(gate, ctx):
-            groups[(gate.provider, gate.window)].append((index, query))
+            groups[(gate.provider, gate.window, delay_of(gate))].append((index, query))
 
     async def ask(
-        provider_name: str, window_s: float, batch: list[tuple[int, MetricQuery]]
+        provider_name: str, window_s: float, delay: float, batch: list[tuple[int, MetricQuery]]
     ) -> None:
-        window = Window(ctx.now - timedelta(seconds=window_s), ctx.now)
+        end = ctx.now - timedelta(seconds=delay)  # where the data is complete
+        window = Window(end - timedelta(seconds=window_s), end)
         provider = providers[provider_name]
         try:
             results: Sequence[Measurement | ProviderError] = await asyncio.wait_for(
@@ -89,7 +122,7 @@ async def evaluate(
         for (index, _), result in zip(batch, results, strict=True):
             answers[index].append(result)
 
-    await asyncio.gather(*(ask(name, w, batch) for (name, w), batch in groups.items()))
+    await asyncio.gather(*(ask(name, w, d, batch) for (name, w, d), batch in groups.items()))
 
     out: list[GateResult] = []
     for index, gate in enumerate(gates):

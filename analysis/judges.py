@@ -10,10 +10,13 @@ clause, and the gate takes the worst: any FAIL fails it, then any INCONCLUSIVE.
 * threshold: ``max``/``min`` on the canary's value;
 * relative: the canary's value against the stable version's, an allowed increase in % and/or
   absolute (the larger allowance wins, so a tiny stable error rate does not turn +0.01
-  points into +100%);
+  points into +100%). A point estimate is not evidence: one slow minute lifts a 5-minute
+  p95 by 30% on a healthy release. So a breach fails only when a 99% lower bound of the
+  increase is beyond the allowance (``p95 +31% (99% bound +24%) > allowed +20%``), the
+  Hodges-Lehmann bound from both versions' values over the window;
 * statistical: Mann-Whitney U of the canary's values against the stable's over the window,
   one-sided (is the canary higher?), failing only when significant at the gate's confidence
-  *and* the canary's median is higher by at least the effect-size floor, so a
+  *and* the lower bound of the shift is at least the effect-size floor, so a
   significant-but-negligible shift on a busy service is not a rollback.
 
 Error-rate presets measure a share of requests and know how many requests it rests on, so
@@ -29,10 +32,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from statistics import median
+from functools import lru_cache
+from statistics import NormalDist, median
 from typing import Any
 
 from analysis.base import Measurement, Verdict
+from analysis.registry import BY_NAME as PROVIDERS
 from analysis.registry import preset
 from config.spec import Gate, Relative, Statistical, significance, values_needed
 
@@ -50,6 +55,8 @@ class GateResult:
     stable_value: float | None = None
     samples: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    starved: bool = False
+    """INCONCLUSIVE for lack of samples or values: more traffic would decide it."""
 
     def to_data(self) -> dict[str, Any]:
         data = asdict(self)
@@ -94,6 +101,7 @@ class Clause:
     mentions_stable: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
     significant: bool = False
+    starved: bool = False  # INCONCLUSIVE for lack of samples or values
 
 
 @dataclass(frozen=True)
@@ -161,8 +169,20 @@ def check_threshold(gate: Gate, value: float, unit: str, counts: Counts | None =
 
 
 def check_relative(
-    rel: Relative, value: float, stable: float | None, unit: str, counts: Counts | None = None
+    rel: Relative,
+    value: float,
+    stable: float | None,
+    unit: str,
+    counts: Counts | None = None,
+    series: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Clause:
+    """The canary's value against the stable's; a breach fails only on evidence.
+
+    Shares of requests (``counts``) are tested with the binomial test. Other values are
+    bounded with their values over the window (``series``, canary and stable): the increase
+    fails only when its lower confidence bound is beyond the allowance. Without any values
+    (a provider that gives one number per window) the point estimate decides, and says so.
+    """
     if stable is None:
         return Clause(
             Verdict.INCONCLUSIVE, "vs stable: no data for the stable version", mentions_stable=True
@@ -170,34 +190,130 @@ def check_relative(
     increase = value - stable
     by_percent = rel.max_increase_percent / 100 * abs(stable) if rel.max_increase_percent else 0.0
     allowed = max(by_percent, rel.max_increase or 0.0)
-    percent = _percent_over(value, stable)
-    if rel.max_increase is None:  # only a percentage allowed: speak in percent
-        said, limit = fmt_percent(percent), fmt_percent(rel.max_increase_percent or 0.0)
+
+    def said(delta: float) -> str:
+        percent = _percent_over(stable + delta, stable)
+        if rel.max_increase is None:  # only a percentage allowed: speak in percent
+            return fmt_percent(percent)
+        if rel.max_increase_percent is None:
+            return f"{delta:+.4g}{unit}"
+        return f"{delta:+.4g}{unit} ({fmt_percent(percent)})"
+
+    if rel.max_increase is None:
+        limit = fmt_percent(rel.max_increase_percent or 0.0)
     elif rel.max_increase_percent is None:
-        said, limit = f"{increase:+.4g}{unit}", f"+{fmt(allowed)}{unit}"
+        limit = f"+{fmt(allowed)}{unit}"
     else:
-        said = f"{increase:+.4g}{unit} ({fmt_percent(percent)})"
         limit = (
             f"+{fmt(allowed)}{unit} ({fmt_percent(rel.max_increase_percent)} or "
             f"+{fmt(rel.max_increase)}{unit}, whichever is larger)"
         )
-    detail = {"increase": increase, "allowed_increase": allowed}
+    head = f"vs stable {fmt(stable)}{unit}: {said(increase)}"
+    detail: dict[str, Any] = {"increase": increase, "allowed_increase": allowed}
     if increase <= allowed:
         return Clause(
-            Verdict.PASS,
-            f"vs stable {fmt(stable)}{unit}: {said} ≤ allowed {limit}",
+            Verdict.PASS, f"{head} ≤ allowed {limit}", mentions_stable=True, detail=detail
+        )
+    if counts is not None:
+        p = counts.p_above(stable + allowed)
+        breach = _breach(f"{head} > allowed {limit}", counts, p)
+        return Clause(
+            breach.verdict,
+            breach.text,
+            mentions_stable=True,
+            detail=detail | breach.detail,
+            significant=breach.significant,
+        )
+    if series is None:
+        return Clause(
+            Verdict.FAIL,
+            f"{head} > allowed {limit} (one value per window: no values over it to bound it)",
             mentions_stable=True,
             detail=detail,
         )
-    p = counts.p_above(stable + allowed) if counts else None
-    breach = _breach(f"vs stable {fmt(stable)}{unit}: {said} > allowed {limit}", counts, p)
+    ours, theirs = _finite(series[0]), _finite(series[1])
+    level = f"{EVIDENCE * 100:g}%"
+    low = shift_lower_bound(ours, theirs, EVIDENCE)
+    values = f"{len(ours)} and {len(theirs)} values over the window"
+    if low is None:
+        return Clause(
+            Verdict.INCONCLUSIVE,
+            f"{head} > allowed {limit}, but {values} are too few to bound it at {level}",
+            mentions_stable=True,
+            detail=detail,
+            starved=True,
+        )
+    detail |= {"increase_bound": low, "bound_confidence": EVIDENCE}
+    if low > allowed:
+        return Clause(
+            Verdict.FAIL,
+            f"{head} ({level} bound {said(low)}) > allowed {limit}",
+            mentions_stable=True,
+            detail=detail,
+            significant=True,
+        )
     return Clause(
-        breach.verdict,
-        breach.text,
+        Verdict.INCONCLUSIVE,
+        f"{head} > allowed {limit}, not beyond chance yet ({level} bound {said(low)}, {values})",
         mentions_stable=True,
-        detail=detail | breach.detail,
-        significant=breach.significant,
+        detail=detail,
     )
+
+
+# Up to this many canary x stable pairs the rank of the bound comes from the exact
+# distribution of the Mann-Whitney U statistic; beyond it from its normal approximation.
+EXACT_PAIRS = 2500
+
+
+def _u_counts(n: int, m: int) -> list[int]:
+    """How many of the C(n+m, n) orderings give U = 0, 1, ..., n*m (no ties).
+
+    The coefficients of the Gaussian binomial [n+m choose n]: built as the product over
+    i = 1..n of (1 - q^(m+i)) / (1 - q^i), in exact integers.
+    """
+    size = n * m + 1
+    poly = [1] + [0] * (size - 1)
+    for i in range(1, n + 1):
+        shift = m + i
+        for u in range(size - 1, shift - 1, -1):  # times (1 - q^(m+i))
+            poly[u] -= poly[u - shift]
+        for u in range(i, size):  # divided by (1 - q^i)
+            poly[u] += poly[u - i]
+    return poly
+
+
+@lru_cache(maxsize=512)
+def bound_rank(n: int, m: int, alpha: float) -> int:
+    """k such that the k-th smallest of the n*m differences is a lower confidence bound
+    on the shift at 1 - alpha; 0 when n and m are too few for any bound."""
+    pairs = n * m
+    if pairs <= EXACT_PAIRS:
+        total = math.comb(n + m, n)
+        cumulative, k = 0, 0
+        for u, count in enumerate(_u_counts(n, m)):
+            cumulative += count
+            if cumulative / total > alpha:
+                break
+            k = u + 1
+        return k
+    z = NormalDist().inv_cdf(1 - alpha)
+    sigma = math.sqrt(pairs * (n + m + 1) / 12)
+    return max(0, math.floor(pairs / 2 - z * sigma + 0.5))
+
+
+def shift_lower_bound(
+    canary: Sequence[float], stable: Sequence[float], confidence: float
+) -> float | None:
+    """How much higher the canary's values are than the stable's, at least, at ``confidence``.
+
+    The distribution-free bound that goes with Mann-Whitney (Hodges-Lehmann): the k-th
+    smallest of the canary-minus-stable differences. None when too few values for any bound.
+    """
+    k = bound_rank(len(canary), len(stable), round(1 - confidence, 10))
+    if k == 0:
+        return None
+    diffs = sorted(c - s for c in canary for s in stable)
+    return diffs[k - 1]
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -223,12 +339,18 @@ def check_statistical(
             f"only {len(ours)} canary and {len(theirs)} stable value(s); Mann-Whitney needs "
             f"{needed} of each for confidence {stat.confidence:g}",
             mentions_stable=True,
+            starved=True,
         )
     alpha = significance(stat.confidence)
     p = mann_whitney_greater(ours, theirs)
     med_c, med_s = median(ours), median(theirs)
     effect = _percent_over(med_c, med_s)
-    detail = {"p_value": p, "canary_median": med_c, "stable_median": med_s, "n": len(ours)}
+    detail: dict[str, Any] = {
+        "p_value": p,
+        "canary_median": med_c,
+        "stable_median": med_s,
+        "n": len(ours),
+    }
     medians = (
         f"over the window median {fmt(med_c)}{unit} vs stable {fmt(med_s)}{unit} "
         f"({fmt_percent(effect)}, {len(ours)} and {len(theirs)} values)"
@@ -249,14 +371,38 @@ def check_statistical(
             mentions_stable=True,
             detail=detail,
         )
+    # The floor applies to the bound of the shift, not to the medians' gap.
+    low = shift_lower_bound(ours, theirs, stat.confidence)
+    low_percent = _percent_over(med_s + low, med_s) if low is not None else -math.inf
+    level = f"{stat.confidence * 100:g}%"
+    bound = f"{level} bound {fmt_percent(low_percent)}"
+    detail |= {"shift_bound": low, "bound_confidence": stat.confidence}
+    if low_percent < stat.min_increase_percent:
+        return Clause(
+            Verdict.INCONCLUSIVE,
+            f"{medians}: higher beyond chance (Mann-Whitney p={p:.2g} < {alpha:g}), but not "
+            f"yet by the floor {floor} ({bound})",
+            mentions_stable=True,
+            detail=detail,
+        )
     return Clause(
         Verdict.FAIL,
         f"{medians}: higher beyond chance (Mann-Whitney p={p:.2g} < {alpha:g}) and by at "
-        f"least {floor}",
+        f"least {floor} ({bound})",
         mentions_stable=True,
         detail=detail,
         significant=True,
     )
+
+
+def _series(
+    gate: Gate, canary: Measurement, stable: Measurement | None
+) -> tuple[Sequence[float], Sequence[float]] | None:
+    """Both versions' values over the window; None when the provider has none to give."""
+    kind = PROVIDERS.get(gate.provider)
+    if kind is not None and not kind.series:
+        return None
+    return canary.values, stable.values if stable is not None else ()
 
 
 def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateResult:
@@ -267,7 +413,9 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     value = usable(canary.value)
     stable_value = usable(stable.value) if stable is not None else None
 
-    def result(verdict: Verdict, clauses: str, detail: dict[str, Any]) -> GateResult:
+    def result(
+        verdict: Verdict, clauses: str, detail: dict[str, Any], starved: bool = False
+    ) -> GateResult:
         return GateResult(
             gate=gate.name,
             verdict=verdict,
@@ -276,11 +424,12 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
             stable_value=stable_value,
             samples=canary.samples,
             detail=detail,
+            starved=starved,
         )
 
     vs = f" (stable {fmt(stable_value)}{unit})" if stable_value is not None else ""
     if value is None:
-        return result(Verdict.INCONCLUSIVE, f"has no data for the canary{vs}", {})
+        return result(Verdict.INCONCLUSIVE, f"has no data for the canary{vs}", {}, True)
     shown = f"{fmt(value)}{unit}"
     samples = canary.samples
     counts = None
@@ -291,7 +440,11 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     if gate.max is not None or gate.min is not None:
         clauses.append(check_threshold(gate, value, unit, counts))
     if gate.relative is not None:
-        clauses.append(check_relative(gate.relative, value, stable_value, unit, counts))
+        clauses.append(
+            check_relative(
+                gate.relative, value, stable_value, unit, counts, _series(gate, canary, stable)
+            )
+        )
     if gate.statistical is not None:
         clauses.append(check_statistical(gate.statistical, canary, stable, unit))
 
@@ -304,7 +457,7 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
             why = f"comes without a sample count, and min_samples is {gate.min_samples}"
         else:
             why = f"rests on {fmt(samples)} samples < min_samples {gate.min_samples}"
-        return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {})
+        return result(Verdict.INCONCLUSIVE, f"{shown} {why}{vs}", {}, True)
 
     verdicts = {c.verdict for c in clauses}
     verdict = next((v for v in (Verdict.FAIL, Verdict.INCONCLUSIVE) if v in verdicts), Verdict.PASS)
@@ -313,7 +466,9 @@ def judge(gate: Gate, canary: Measurement, stable: Measurement | None) -> GateRe
     if not any(c.mentions_stable for c in clauses):
         text += vs
     detail = {k: v for c in clauses for k, v in c.detail.items()}
-    return result(verdict, text, detail)
+    stuck = [c for c in clauses if c.verdict == Verdict.INCONCLUSIVE]
+    starved = verdict == Verdict.INCONCLUSIVE and all(c.starved for c in stuck)
+    return result(verdict, text, detail, starved)
 
 
 def error_result(gate: str, why: str) -> GateResult:

@@ -63,6 +63,9 @@ class ProviderKind(Generic[C]):
     """(settings, clients) -> the provider, or None when the settings do not turn it on."""
     unconfigured: str = ""
     """Why ``build`` gave None, with the setting that fixes it."""
+    delay: float = 0.0
+    """How late its metrics arrive, in seconds: a gate's windows end this long before now
+    (the gate's ``delay`` overrides it), so the newest part of a window is not half empty."""
 
     def preset(self, name: str) -> Preset | None:
         return next((p for p in self.presets if p.name == name), None)

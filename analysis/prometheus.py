@@ -520,7 +520,8 @@ def build(settings: PrometheusSettings, clients: None) -> PrometheusProvider | N
 
 PROVIDER = ProviderKind(
     name="prometheus",
-    summary="PromQL over the gate's window (instant queries; range queries for statistical)",
+    summary="PromQL over the gate's window (instant queries; range queries for statistical and "
+    "relative values)",
     presets=(
         Preset(
             "http-error-rate",
@@ -534,4 +535,6 @@ PROVIDER = ProviderKind(
     clients=no_clients,
     build=build,
     unconfigured="set CANARY_PROMETHEUS_URL",
+    # A sample lands one scrape interval (15-30 s usually) after the request it counts.
+    delay=30.0,
 )

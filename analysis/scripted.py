@@ -7,6 +7,7 @@ so the judges and the gate policy run for real on values that are known in advan
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Window
@@ -64,10 +65,15 @@ class ScriptedProvider:
         self.script = script
         self.queries: list[tuple[MetricQuery, Window]] = []
         self.down: str | None = None  # set to make health() fail with this reason
+        # A scenario gives one value per window: read it as that value all through the window
+        # when a check asks for the values over it.
+        self.flat_series = False
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> ScriptedProvider:
-        return cls(from_scenario(scenario))
+        provider = cls(from_scenario(scenario))
+        provider.flat_series = True
+        return provider
 
     async def health(self) -> None:
         if self.down is not None:
@@ -77,4 +83,18 @@ class ScriptedProvider:
         self, queries: Sequence[MetricQuery], window: Window
     ) -> Sequence[Measurement | ProviderError]:
         self.queries.extend((q, window) for q in queries)
-        return [self.script(q) for q in queries]
+        answers = [self.script(q) for q in queries]
+        if self.flat_series:
+            answers = [_flat(a, q, window) for a, q in zip(answers, queries, strict=True)]
+        return answers
+
+
+def _flat(
+    answer: Measurement | ProviderError, query: MetricQuery, window: Window
+) -> Measurement | ProviderError:
+    if not isinstance(answer, Measurement) or answer.value is None or answer.values:
+        return answer
+    if not query.series_step:
+        return answer
+    count = max(1, int(window.seconds // query.series_step))
+    return replace(answer, values=(answer.value,) * count)

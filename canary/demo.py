@@ -249,8 +249,10 @@ def spec(name: str, version: str) -> RolloutDocument:
                             "max": 0.02,
                             "min_samples": 30,
                             "window": "1m",
+                            "delay": "0s",  # moto has the data at once
                         }
                     ],
+                    "warmup": "0s",  # 5-second bakes: judge from the first look
                     "failure_limit": 0,
                     "inconclusive_limit": 5,
                 },

@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     STEP_STARTED = "step.started"
     STEP_AWAITING_APPROVAL = "step.awaiting_approval"
     BAKE_STARTED = "bake.started"
+    BAKE_EXTENDED = "bake.extended"
     TRAFFIC_SHIFTING = "traffic.shifting"  # write-ahead intent
     TRAFFIC_SHIFTED = "traffic.shifted"
     TRAFFIC_SHIFT_FAILED = "traffic.shift_failed"  # one attempt; retried
@@ -84,6 +85,7 @@ class PauseCause(StrEnum):
     DRIFT = "drift"  # a split this daemon did not write
     MANUAL = "manual"  # a person
     INCONCLUSIVE = "inconclusive"  # on_inconclusive: pause
+    GATE_FAILED = "gate_failed"  # on_failure: pause
 
 
 class ErrorKind(StrEnum):

@@ -13,6 +13,9 @@ Rules worth knowing (also in docs/architecture.md):
   stops the clock; resume (or restart) continues with the time that was left.
 * Gates run every ``analysis.interval`` during a bake, with a final evaluation at its end.
   A step advances only on a final evaluation in which no gate failed or errored.
+* Evaluations in the first ``analysis.warmup`` of a step's bake are recorded, not counted
+  (warm-up after a shift); the one that ends a bake always counts. A ``dry_run`` gate is
+  recorded and shown, never counted. ``on_failure: pause`` pauses where a rollback would be.
 * Failed evaluations are counted over the whole rollout; inconclusive ones per step, from
   the end of its bake (before that they only mean the data is not in yet); provider errors
   in a row. Each is held against its own limit. Errors beyond ``consecutive_error_limit``
@@ -582,8 +585,12 @@ def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> T
     return Transition(_begin_bake(r, now, events), events)
 
 
-def _summary(results: Sequence[GateResult]) -> str:
-    return " · ".join(res.explanation for res in results) or "no gates"
+def _summary(results: Sequence[GateResult], dry: frozenset[str] | set[str] = frozenset()) -> str:
+    """The results' explanations; a dry-run gate's marked as not counted."""
+    said = [
+        res.explanation + (" (dry run: not counted)" if res.gate in dry else "") for res in results
+    ]
+    return " · ".join(said) or "no gates"
 
 
 def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
@@ -601,16 +608,44 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         return Transition(_pause_for_drift(r, now, drift, events), events)
 
     a = r.spec.analysis
-    verdicts = {res.verdict for res in e.results}
+    dry = {g.name for g in a.gates if g.dry_run}
+    counted = [res for res in e.results if res.gate not in dry]
+    verdicts = {res.verdict for res in counted}
     failed = Verdict.FAIL in verdicts
     errored = Verdict.ERROR in verdicts
     inconclusive = Verdict.INCONCLUSIVE in verdicts
     remaining = r.bake_remaining(now)
+    if remaining > 0 and watched < a.warmup:
+        # Warm-up: caches, connections and JIT after a shift are not the release's fault.
+        # Recorded and shown, never counted; the evaluation that ends a bake always counts.
+        left = a.warmup - watched
+        if e.results:
+            events.append(
+                _ev(
+                    K.ANALYSIS_EVALUATED,
+                    f"gates at {r.weight:g}% (warm-up, {display_duration(left)} left: not "
+                    f"counted): {_summary(e.results, dry)}",
+                    at_step=(r.step + 1, r.weight),
+                    results=[res.to_data() for res in e.results],
+                    counters=r.counters.model_dump(),
+                    warmup={"warmup": a.warmup, "remaining": left},
+                    bake_remaining=remaining,
+                )
+            )
+        return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+    # Low traffic: past the bake, gates that only lack samples extend it up to max_bake.
+    step = r.current_step
+    max_bake = step.max_bake if step.max_bake is not None else a.max_bake
+    starved = inconclusive and all(
+        res.starved for res in counted if res.verdict == Verdict.INCONCLUSIVE
+    )
+    lacking = starved and not failed and not errored and remaining <= 0 and max_bake is not None
+    extend = lacking and max_bake is not None and watched < max_bake
     # While the bake runs, INCONCLUSIVE means the data is not in yet (the window still
     # fills with this step's traffic); only evaluations that could end the step count.
     c = Counters(
         failures=r.counters.failures + failed,
-        inconclusive=r.counters.inconclusive + (inconclusive and remaining <= 0),
+        inconclusive=r.counters.inconclusive + (inconclusive and remaining <= 0 and not extend),
         consecutive_errors=r.counters.consecutive_errors + 1 if errored else 0,
     )
     r = r.model_copy(update={"counters": c})
@@ -618,9 +653,12 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         events.append(
             _ev(
                 K.ANALYSIS_EVALUATED,
-                f"gates at {r.weight:g}%: {_summary(e.results)}",
+                f"gates at {r.weight:g}%: {_summary(e.results, dry)}",
                 at_step=(r.step + 1, r.weight),
-                results=[res.to_data() for res in e.results],
+                results=[
+                    res.to_data() | ({"dry_run": True} if res.gate in dry else {})
+                    for res in e.results
+                ],
                 counters=c.model_dump(),
                 limits={
                     "failure_limit": a.failure_limit,
@@ -632,13 +670,21 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         )
 
     def worst(v: Verdict) -> str:
-        return _summary([res for res in e.results if res.verdict == v])
+        return _summary([res for res in counted if res.verdict == v])
 
     if failed and c.failures > a.failure_limit:
         reason = (
             f"{c.failures} failed evaluation(s), more than failure_limit {a.failure_limit}: "
             f"{worst(Verdict.FAIL)}"
         )
+        if a.on_failure == "pause":
+            reason += (
+                "; on_failure is pause: abort to roll back, resume to keep judging (each "
+                "further failure pauses again), promote to move on"
+            )
+            return Transition(
+                _pause(r, now, PauseCause.GATE_FAILED, reason, events, verdict="FAIL"), events
+            )
         r = _rollback(r, RollbackCause.GATE_FAILED, reason, events, verdict="FAIL")
         return Transition(r, events)
     if errored and c.consecutive_errors > a.consecutive_error_limit:
@@ -648,12 +694,32 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         )
         r = _rollback(r, RollbackCause.PROVIDER_ERRORS, reason, events, verdict="ERROR")
         return Transition(r, events)
-    inconclusive_over = inconclusive and c.inconclusive > a.inconclusive_limit
+    if extend and max_bake is not None:
+        stuck = [res for res in counted if res.verdict == Verdict.INCONCLUSIVE]
+        events.append(
+            _ev(
+                K.BAKE_EXTENDED,
+                f"bake at {r.weight:g}% extended: {display_duration(watched)} of max_bake "
+                f"{display_duration(max_bake)} used, the gates lack samples: {_summary(stuck)}",
+                watched=watched,
+                bake=step.bake,
+                max_bake=max_bake,
+                gates=[{"gate": res.gate, "samples": res.samples} for res in stuck],
+            )
+        )
+        return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)
+    # max_bake spent and still lacking samples: on_inconclusive applies now.
+    inconclusive_over = inconclusive and (c.inconclusive > a.inconclusive_limit or lacking)
     if inconclusive_over and a.on_inconclusive != "continue":
         reason = (
             f"{c.inconclusive} inconclusive evaluation(s) at this step, more than "
             f"inconclusive_limit {a.inconclusive_limit}: {worst(Verdict.INCONCLUSIVE)}"
         )
+        if lacking and max_bake is not None:
+            reason = (
+                f"still too few samples after max_bake {display_duration(max_bake)} at "
+                f"{r.weight:g}%: {worst(Verdict.INCONCLUSIVE)}"
+            )
         if a.on_inconclusive == "rollback":
             r = _rollback(r, RollbackCause.INCONCLUSIVE, reason, events, verdict="INCONCLUSIVE")
             return Transition(r, events)

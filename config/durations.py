@@ -136,6 +136,8 @@ RANGES: dict[str, Range] = {
         Range("interval", 1.0, 3600.0, "gates run at most once a second, at least once an hour"),
         Range("window", 1.0, DAY, "a query looks back at most one day"),
         Range("statistical-step", 1.0, 3600.0, "one value per second at most, per hour at least"),
+        Range("delay", 0.0, 3600.0, "metrics arriving more than an hour late cannot judge a bake"),
+        Range("warmup", 0.0, 3600.0, "a warm-up longer than an hour would hide a whole step"),
     )
 }
 
@@ -161,8 +163,8 @@ def _schemas(name: str) -> tuple[WithJsonSchema, WithJsonSchema]:
     )
 
 
-_BAKE, _INTERVAL, _WINDOW, _STEP = (
-    _schemas(n) for n in ("bake", "interval", "window", "statistical-step")
+_BAKE, _INTERVAL, _WINDOW, _STEP, _DELAY, _WARMUP = (
+    _schemas(n) for n in ("bake", "interval", "window", "statistical-step", "delay", "warmup")
 )
 _SERIALIZE = PlainSerializer(format_duration, return_type=str)
 _PARSE = BeforeValidator(parse_duration)
@@ -175,6 +177,8 @@ Window = Annotated[float, _PARSE, AfterValidator(RANGES["window"].check), _SERIA
 StatisticalStep = Annotated[
     float, _PARSE, AfterValidator(RANGES["statistical-step"].check), _SERIALIZE, *_STEP
 ]
+Delay = Annotated[float, _PARSE, AfterValidator(RANGES["delay"].check), _SERIALIZE, *_DELAY]
+Warmup = Annotated[float, _PARSE, AfterValidator(RANGES["warmup"].check), _SERIALIZE, *_WARMUP]
 
 # A duration without a range of its own (the simulator's scenario times).
 Duration = Annotated[

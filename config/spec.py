@@ -38,7 +38,15 @@ from analysis.prometheus import PresetOptions
 from analysis.registry import BY_NAME as PROVIDER_KINDS
 from analysis.registry import provider_names
 from config import metricmath, shape
-from config.durations import Bake, Interval, StatisticalStep, Window, format_duration
+from config.durations import (
+    Bake,
+    Delay,
+    Interval,
+    StatisticalStep,
+    Warmup,
+    Window,
+    format_duration,
+)
 from config.errors import Problem, SpecError, problems_from_validation, shown
 from config.targets import StrictModel
 from config.templates import ALWAYS, TemplateError, names_in, target_variables
@@ -143,6 +151,11 @@ class Step(StrictModel):
     weight: Weight
     bake: Bake = Field(default=0.0, description="how long to hold the weight; 0s to 7 days")
     approval: Flag = Field(default=False, description="wait for a promote after the bake")
+    max_bake: Bake | None = Field(
+        default=None,
+        description="extend the bake while gates lack samples, up to this; then "
+        "on_inconclusive; 0s to 7 days; default analysis.max_bake",
+    )
 
 
 def default_steps() -> list[Step]:
@@ -276,6 +289,11 @@ class Gate(StrictModel):
         default=0, strict=True, ge=0, le=10**12, description="fewer samples: INCONCLUSIVE"
     )
     window: Window = Field(default=300.0, description="how far back each query looks; 1s to 1d")
+    delay: Delay | None = Field(
+        default=None,
+        description="how late the metrics arrive: each window ends this long before now; "
+        "0s to 1h; default: the provider's (cloudwatch 2m, prometheus 30s)",
+    )
     metrics: dict[MetricId, CloudWatchMetric] | None = Field(
         default=None,
         description="cloudwatch: metric stats, by id, that query, stable_query and "
@@ -293,6 +311,10 @@ class Gate(StrictModel):
     )
     preset_options: PresetOptions | None = Field(
         default=None, description="metric and label names for the prometheus presets"
+    )
+    dry_run: Flag = Field(
+        default=False,
+        description="evaluated, recorded and shown, never counted toward a limit or a decision",
     )
 
     @model_validator(mode="after")
@@ -458,6 +480,19 @@ class Analysis(StrictModel):
         default=10, description="provider errors in a row tolerated; then rollback"
     )
     on_inconclusive: Literal["pause", "rollback", "continue"] = "pause"
+    max_bake: Bake | None = Field(
+        default=None,
+        description="every step's max_bake unless the step gives its own; 0s to 7 days",
+    )
+    warmup: Warmup = Field(
+        default=60.0,
+        description="evaluations in the first part of each step's bake are recorded, not "
+        "counted; 0s to 1h",
+    )
+    on_failure: Literal["rollback", "pause"] = Field(
+        default="rollback",
+        description="beyond failure_limit: roll back, or pause for a person to judge",
+    )
 
     @field_validator("gates")
     @classmethod

@@ -6,6 +6,7 @@ and the words: the numbers it rests on, and why.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from analysis.base import Measurement, MetricQuery, ProviderError, Verdict, Window
+from analysis.gates import EvaluationContext, queries_for
 from analysis.judges import GateResult, judge
 from analysis.prometheus import describe_failure, expressions, instant_value, promql_duration
 from config.spec import Gate, PresetOptions
@@ -54,14 +56,72 @@ def test_no_data_and_too_few_samples_are_inconclusive_never_pass() -> None:
 # ---------------------------------------------------------------- relative
 
 
+SLOW = (0.58, 0.61, 0.6, 0.63, 0.59)  # a canary's p95 per minute, clearly above STEADY
+STEADY = (0.31, 0.3, 0.32, 0.29, 0.28)
+
+
 def test_relative_in_percent_reads_like_the_issue() -> None:
     g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20})
-    result = judge(g, m(0.61), m(0.32))
+    result = judge(g, m(0.61, values=SLOW), m(0.32, values=STEADY))
     assert result.verdict == Verdict.FAIL
-    assert result.explanation == "p95 0.61s vs stable 0.32s: +91% > allowed +20% → FAIL"
+    assert result.explanation == (
+        "p95 0.61s vs stable 0.32s: +91% (99% bound +84%) > allowed +20% → FAIL"
+    )
     assert result.detail["allowed_increase"] == pytest.approx(0.064)
+    assert result.detail["increase_bound"] == pytest.approx(0.27)
     ok = judge(g, m(0.35), m(0.32))
     assert ok.explanation == "p95 0.35s vs stable 0.32s: +9.4% ≤ allowed +20% → PASS"
+
+
+def test_relative_p95_above_the_allowance_by_chance_is_inconclusive_not_fail() -> None:
+    """One slow minute lifts the window's p95 by 31%: the per-minute values do not bound the
+    increase above the allowance, so it is not a rollback."""
+    g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20})
+    spiky = m(0.42, values=(0.30, 0.52, 0.31, 0.95, 0.29))
+    result = judge(g, spiky, m(0.32, values=(0.31, 0.3, 0.42, 0.29, 0.28)))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert result.explanation == (
+        "p95 0.42s vs stable 0.32s: +31% > allowed +20%, not beyond chance yet (99% bound "
+        "-38%, 5 and 5 values over the window) → INCONCLUSIVE"
+    )
+    few = judge(g, m(0.61, values=SLOW[:3]), m(0.32, values=STEADY))
+    assert few.verdict == Verdict.INCONCLUSIVE
+    assert "3 and 5 values over the window are too few to bound it at 99%" in few.explanation
+
+
+def test_relative_without_values_over_the_window_says_it_judged_the_point_estimate() -> None:
+    g = gate(provider="cloudwatch", query="p", stable_query="s", relative={"max_increase": 0.1})
+    result = judge(g, m(0.61), m(0.32))
+    assert result.verdict == Verdict.FAIL
+    assert "(one value per window: no values over it to bound it)" in result.explanation
+
+
+def test_a_healthy_heavy_tailed_canary_rarely_fails_the_relative_check() -> None:
+    """Canary and stable from one heavy-tailed distribution: the point estimate is above
+    +20% in many windows, the bound (99%) in at most 1% of them."""
+    rng = random.Random(7)
+    g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20})
+    over, failed = 0, 0
+    for _ in range(1000):
+        ours = tuple(rng.paretovariate(2.5) * 0.1 for _ in range(5))
+        theirs = tuple(rng.paretovariate(2.5) * 0.1 for _ in range(5))
+        result = judge(g, m(max(ours), values=ours), m(max(theirs), values=theirs))
+        over += result.detail["increase"] > result.detail["allowed_increase"]
+        failed += result.verdict == Verdict.FAIL
+    assert over > 300
+    assert failed <= 10
+
+
+def test_relative_latency_gates_ask_for_values_and_error_rates_do_not() -> None:
+    ctx = EvaluationContext(now=datetime(2026, 1, 1, tzinfo=UTC), weight=10, elapsed=0)
+    p95 = gate(preset="http-p95-latency", relative={"max_increase_percent": 20})
+    errors = gate(preset="http-error-rate", relative={"max_increase_percent": 20})
+    cloudwatch = gate(
+        provider="cloudwatch", query="p", stable_query="s", relative={"max_increase": 1}
+    )
+    assert [q.series_step for q in queries_for(p95, ctx)] == [60, 60]
+    assert [q.series_step for q in queries_for(errors, ctx)] == [None, None]
+    assert [q.series_step for q in queries_for(cloudwatch, ctx)] == [None, None]
 
 
 def test_relative_absolute_allowance_wins_when_larger() -> None:
@@ -119,9 +179,11 @@ def test_relative_without_stable_data_is_inconclusive() -> None:
 
 def test_worst_check_decides_and_every_check_is_explained() -> None:
     g = gate(preset="http-p95-latency", max=1.0, relative={"max_increase_percent": 20})
-    result = judge(g, m(0.61), m(0.32))
+    result = judge(g, m(0.61, values=SLOW), m(0.32, values=STEADY))
     assert result.verdict == Verdict.FAIL
-    assert result.explanation == ("p95 0.61s ≤ max 1s; vs stable 0.32s: +91% > allowed +20% → FAIL")
+    assert result.explanation == (
+        "p95 0.61s ≤ max 1s; vs stable 0.32s: +91% (99% bound +84%) > allowed +20% → FAIL"
+    )
     inconclusive = judge(g, m(0.61), None)
     assert inconclusive.verdict == Verdict.INCONCLUSIVE
     assert judge(g, m(1.5), None).verdict == Verdict.FAIL, "a FAIL beats INCONCLUSIVE"
@@ -141,7 +203,8 @@ def test_mann_whitney_fails_a_clearly_higher_canary() -> None:
     assert result.verdict == Verdict.FAIL
     assert result.explanation == (
         "p95 0.6s, over the window median 0.6s vs stable 0.3s (+100%, 5 and 5 values): "
-        "higher beyond chance (Mann-Whitney p=0.004 < 0.05) and by at least +10% → FAIL"
+        "higher beyond chance (Mann-Whitney p=0.004 < 0.05) and by at least +10% (95% bound "
+        "+93%) → FAIL"
     )
     assert result.detail["p_value"] == pytest.approx(1 / 252)
 
@@ -158,6 +221,20 @@ def test_mann_whitney_needs_significance_and_the_effect_floor() -> None:
     )
     assert tiny.verdict == Verdict.PASS
     assert "by less than the floor +10%" in tiny.explanation
+
+
+def test_the_effect_floor_applies_to_the_bound_not_to_the_medians() -> None:
+    """Higher beyond chance and +14% at the medians, but the shift's bound is +6.7%: not
+    yet evidence of a +10% regression."""
+    g = gate(preset="http-p95-latency", statistical=STAT)
+    canary = m(0.345, values=(0.33, 0.345, 0.35, 0.36, 0.34, 0.31))
+    result = judge(g, canary, m(0.3, values=(0.3, 0.29, 0.31, 0.3, 0.32, 0.28)))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert result.explanation.endswith(
+        "higher beyond chance (Mann-Whitney p=0.0051 < 0.05), but not yet by the floor +10% "
+        "(95% bound +6.7%) → INCONCLUSIVE"
+    )
+    assert result.detail["shift_bound"] == pytest.approx(0.02)
 
 
 def test_mann_whitney_with_too_few_values_is_inconclusive() -> None:
@@ -269,3 +346,43 @@ def test_failures_are_described_in_one_line() -> None:
     assert "credentials" in describe_failure(
         PrometheusApiClientException("HTTP Status Code 401 (b'Unauthorized')"), "http://p", 5
     )
+
+
+# ---------------------------------------------------------------- delay
+
+
+async def test_each_window_ends_where_the_providers_data_is_complete() -> None:
+    """CloudWatch publishes about two minutes late, Prometheus a scrape late; a gate's own
+    delay overrides its provider's."""
+    from datetime import timedelta
+
+    from analysis.gates import evaluate
+    from analysis.scripted import ScriptedProvider
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    providers = {
+        "cloudwatch": ScriptedProvider(lambda q: Measurement(0.001, 500)),
+        "prometheus": ScriptedProvider(lambda q: Measurement(0.001, 500)),
+    }
+    gates = [
+        gate(name="lambda", provider="cloudwatch", query="e", max=0.01),
+        gate(name="http", query="e", max=0.01),
+        gate(name="late", query="e", max=0.01, delay="3m", window="10m"),
+    ]
+    ctx = EvaluationContext(now=now, weight=10, elapsed=0)
+    results = await evaluate(gates, providers, ctx)
+    assert [r.verdict for r in results] == [Verdict.PASS] * 3
+    windows = {q.gate: w for p in providers.values() for q, w in p.queries}
+    assert windows["lambda"] == Window(now - timedelta(minutes=7), now - timedelta(minutes=2))
+    assert windows["http"] == Window(now - timedelta(seconds=330), now - timedelta(seconds=30))
+    assert windows["late"] == Window(now - timedelta(minutes=13), now - timedelta(minutes=3))
+
+
+def test_a_result_says_when_only_more_traffic_would_decide_it() -> None:
+    g = gate(preset="http-p95-latency", relative={"max_increase_percent": 20}, min_samples=200)
+    assert judge(g, m(0.3, samples=61), m(0.3)).starved, "61 samples < min_samples"
+    assert judge(g, m(None), m(0.3)).starved, "no data yet"
+    few = judge(g, m(0.61, values=SLOW[:3]), m(0.32, values=STEADY))
+    assert (few.verdict, few.starved) == (Verdict.INCONCLUSIVE, True)
+    no_stable = judge(g, m(0.3), m(None))
+    assert (no_stable.verdict, no_stable.starved) == (Verdict.INCONCLUSIVE, False)

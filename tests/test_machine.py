@@ -12,6 +12,7 @@ import pytest
 from helpers import GATES, T0, at, document, lambda_target, result, rollout
 
 from analysis.base import Verdict
+from analysis.judges import GateResult
 from canary.events import ActionError, ErrorKind, EventKind, PauseCause, RollbackCause
 from canary.machine import (
     Check,
@@ -565,3 +566,114 @@ def test_a_retry_waits_in_the_record_so_a_restart_keeps_it() -> None:
     restored = type(r).model_validate_json(r.model_dump_json())
     assert decide(restored, at(2)) == Wait(at(5))
     assert restored.failing_since == T0
+
+
+# ---------------------------------------------------------------- on_failure, dry_run
+
+
+def test_on_failure_pause_holds_a_failed_rollout_for_a_person() -> None:
+    doc = document(analysis=GATES | {"failure_limit": 0, "on_failure": "pause"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.PAUSED, "paused, not rolled back"
+    assert t.rollout.paused_cause == PauseCause.GATE_FAILED
+    assert "failure_limit 0" in (t.rollout.paused_reason or "")
+    paused = next(e for e in t.events if e.kind == "rollout.paused")
+    assert (paused.data["cause"], paused.data["verdict"]) == ("gate_failed", "FAIL")
+    assert not any(e.kind == "rollback.started" for e in t.events)
+    resumed = apply(t.rollout, Command("resume", "ana"), at(60)).rollout
+    resumed = apply(resumed, ShiftResult(10, (TrafficSplit(10),)), at(60)).rollout
+    again = check(resumed, [Verdict.FAIL], at(90))
+    assert again.rollout.phase == P.PAUSED, "each further failure pauses again"
+
+
+def test_a_dry_run_gate_is_recorded_and_shown_but_never_counted() -> None:
+    gates = [
+        {"name": "g0", "provider": "cloudwatch", "query": "errors", "max": 0.01},
+        {"name": "g1", "provider": "cloudwatch", "query": "p99", "max": 1, "dry_run": True},
+    ]
+    doc = document(analysis=GATES | {"failure_limit": 0, "gates": gates})
+    r = check(rollout(P.BAKING, doc), [Verdict.PASS, Verdict.FAIL], at(30)).rollout
+    assert r.phase == P.BAKING, "a failing dry-run gate does not roll back"
+    assert r.counters.failures == 0
+    t = check(r, [Verdict.PASS, Verdict.ERROR], at(300))
+    assert (t.rollout.phase, t.rollout.step) == (P.SHIFTING, 1), "nor block the step"
+    evaluated = next(e for e in t.events if e.kind == "analysis.evaluated")
+    assert evaluated.data["results"][1]["dry_run"] is True
+    assert "dry_run" not in evaluated.data["results"][0]
+    assert "g1 ERROR (dry run: not counted)" in evaluated.message
+    failing = check(rollout(P.BAKING, doc), [Verdict.FAIL, Verdict.PASS], at(30))
+    assert failing.rollout.phase == P.ROLLING_BACK, "the counted gate still decides"
+
+
+def test_warm_up_evaluations_are_recorded_but_not_counted() -> None:
+    doc = document(analysis=GATES | {"failure_limit": 0, "warmup": "1m"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.BAKING, "a FAIL 30s after the shift is warm-up"
+    assert t.rollout.counters.failures == 0
+    evaluated = next(e for e in t.events if e.kind == "analysis.evaluated")
+    assert "(warm-up, 30s left: not counted)" in evaluated.message
+    assert evaluated.data["warmup"] == {"warmup": 60.0, "remaining": 30.0}
+    assert evaluated.data["results"][0]["verdict"] == "FAIL"
+    assert t.rollout.next_check_at == at(60)
+    t = check(t.rollout, [Verdict.FAIL], at(60))
+    assert t.rollout.phase == P.ROLLING_BACK, "counted from the end of the warm-up"
+
+
+def test_warm_up_never_hides_the_evaluation_that_ends_a_bake() -> None:
+    steps = [{"weight": 10, "bake": "30s"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"failure_limit": 0, "warmup": "5m"})
+    t = check(rollout(P.BAKING, doc), [Verdict.FAIL], at(30))
+    assert t.rollout.phase == P.ROLLING_BACK
+
+
+# ---------------------------------------------------------------- max_bake
+
+
+def starved_check(r, when):  # type: ignore[no-untyped-def]
+    few = GateResult(
+        gate="errors",
+        verdict=Verdict.INCONCLUSIVE,
+        explanation="errors 0 rests on 61 samples < min_samples 200 → INCONCLUSIVE",
+        value=0.0,
+        samples=61,
+        starved=True,
+    )
+    return apply(r, CheckResult((TrafficSplit(r.weight),), (few,)), when)
+
+
+def test_a_bake_extends_while_the_gates_lack_samples_then_moves_on() -> None:
+    steps = [{"weight": 10, "bake": "5m", "max_bake": "15m"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"inconclusive_limit": 0})
+    t = starved_check(rollout(P.BAKING, doc), at(300))
+    assert t.rollout.phase == P.BAKING, "extended, not paused at the first inconclusive look"
+    assert t.rollout.counters.inconclusive == 0
+    extended = next(e for e in t.events if e.kind == "bake.extended")
+    assert extended.data["max_bake"] == 900
+    assert extended.data["watched"] == 300
+    assert extended.data["gates"] == [{"gate": "errors", "samples": 61}]
+    assert "5m of max_bake 15m used" in extended.message
+    t = check(t.rollout, [Verdict.PASS], at(330))
+    assert (t.rollout.phase, t.rollout.step) == (P.SHIFTING, 1), "promoted once judged"
+
+
+def test_after_max_bake_on_inconclusive_applies_at_once() -> None:
+    steps = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    analysis = GATES | {"max_bake": "6m", "inconclusive_limit": 5}
+    r = starved_check(rollout(P.BAKING, document(steps=steps, analysis=analysis)), at(300))
+    assert r.rollout.phase == P.BAKING
+    t = starved_check(r.rollout, at(360))
+    assert t.rollout.phase == P.PAUSED
+    assert "still too few samples after max_bake 6m at 10%" in (t.rollout.paused_reason or "")
+    assert not any(e.kind == "bake.extended" for e in t.events)
+
+
+def test_without_max_bake_or_with_a_failure_nothing_is_extended() -> None:
+    steps = [{"weight": 10, "bake": "5m"}, {"weight": 100}]
+    doc = document(steps=steps, analysis=GATES | {"inconclusive_limit": 0})
+    assert starved_check(rollout(P.BAKING, doc), at(300)).rollout.phase == P.PAUSED
+    doc = document(
+        steps=[{"weight": 10, "bake": "5m", "max_bake": "1h"}, {"weight": 100}],
+        analysis=GATES | {"inconclusive_limit": 0},
+    )
+    t = check(rollout(P.BAKING, doc), [Verdict.INCONCLUSIVE], at(300))
+    assert t.rollout.phase == P.PAUSED, "inconclusive for another reason than samples"

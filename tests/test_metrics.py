@@ -25,6 +25,7 @@ from strategies.base import PermanentError, TemporaryError
 from strategies.memory import MemoryFleet
 
 GATES = {
+    "warmup": "0s",  # every evaluation counts: the counters are compared with them
     "interval": "30s",
     "gates": [
         {"name": "error-rate", "provider": "cloudwatch", "query": "errors", "max": 0.01},

@@ -79,7 +79,9 @@ async def provider(prometheus: str) -> AsyncIterator[PrometheusProvider]:
 
 
 def gate(**fields: Any) -> Gate:
-    return Gate.model_validate({"name": "g", "provider": "prometheus", "window": "5s"} | fields)
+    # The app's metrics are scraped every second: no delay worth waiting for.
+    base = {"name": "g", "provider": "prometheus", "window": "5s", "delay": "0s"}
+    return Gate.model_validate(base | fields)
 
 
 async def judge_now(
@@ -120,9 +122,15 @@ async def test_presets_and_templates_read_real_rates_and_quantiles(
     app.serve(stable, Behaviour(rps=100, error_rate=0.01, latency=0.2))
     app.serve(canary, Behaviour(rps=100, error_rate=0.2, latency=0.5))
     await until_samples(provider, (stable, canary), 460)  # the 5s window is full
+    await asyncio.sleep(7)  # and so is the p95 gate's 12s window, 6 values of 2s each
     gates = [
         gate(name="errors", preset="http-error-rate", max=0.05, min_samples=100),
-        gate(name="p95", preset="http-p95-latency", relative={"max_increase_percent": 20}),
+        gate(
+            name="p95",
+            preset="http-p95-latency",
+            window="12s",
+            relative={"max_increase_percent": 20},
+        ),
         gate(
             name="custom",
             query='sum(rate(http_requests_total{version="{{ canary_version }}", code="500"}'
@@ -147,12 +155,13 @@ async def test_presets_and_templates_read_real_rates_and_quantiles(
     assert "> max 0.05" in errors.explanation
 
     # Median 0.5s vs 0.2s, lognormal spread: p95s near 0.7s and 0.28s.
-    assert p95.verdict == Verdict.FAIL
+    assert p95.verdict == Verdict.FAIL, p95.explanation
     assert p95.value is not None
     assert 0.55 < p95.value < 0.85, p95.explanation
     assert p95.stable_value is not None
     assert 0.2 < p95.stable_value < 0.35
     assert "vs stable" in p95.explanation
+    assert "(99% bound +" in p95.explanation, "the increase is bounded with its values"
     assert "> allowed +20% → FAIL" in p95.explanation
     assert p95.explanation.startswith(f"p95 {p95.value:.4g}s vs stable")
 
@@ -303,6 +312,7 @@ Shaped = Callable[[float], float]  # a level as a function of the canary's share
 
 GATES: dict[str, Any] = {
     "interval": "1s",
+    "warmup": "0s",  # bakes of seconds: judge from the first look
     "inconclusive_limit": 10,
     "gates": [
         {
@@ -312,6 +322,7 @@ GATES: dict[str, Any] = {
             "max": 0.05,
             "min_samples": 20,
             "window": "4s",
+            "delay": "0s",
         },
         {
             "name": "p95",
@@ -320,7 +331,8 @@ GATES: dict[str, Any] = {
             "max": 1.0,
             "relative": {"max_increase_percent": 50},
             "min_samples": 20,
-            "window": "4s",
+            "window": "10s",  # 5 values of 2s each bound the increase
+            "delay": "0s",
         },
     ],
 }
@@ -430,7 +442,7 @@ async def test_error_regression_fails_at_the_step_where_it_starts(
 
 
 async def test_latency_regression_fails_against_stable(app: TrafficApp, rollouts: Rollouts) -> None:
-    steps = [{"weight": 25, "bake": "6s"}, {"weight": 100}]
+    steps = [{"weight": 25, "bake": "12s"}, {"weight": 100}]
     r, events = await rollouts.run(
         app, GATES | {"failure_limit": 0}, steps, latency=lambda share: 0.45
     )

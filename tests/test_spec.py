@@ -989,6 +989,8 @@ DURATION_FIELDS = {
     "spec.analysis.interval": "interval",
     "spec.analysis.gates.0.window": "window",
     "spec.analysis.gates.0.statistical.step": "statistical-step",
+    "spec.analysis.gates.0.delay": "delay",
+    "spec.analysis.warmup": "warmup",
 }
 
 
@@ -1089,6 +1091,7 @@ def test_the_json_schema_carries_each_duration_range() -> None:
         "interval": defs["Analysis"]["properties"]["interval"],
         "window": defs["Gate"]["properties"]["window"],
         "statistical-step": defs["Statistical"]["properties"]["step"],
+        "warmup": defs["Analysis"]["properties"]["warmup"],
     }
     for name, field in fields.items():
         text, number = field["anyOf"]

@@ -44,7 +44,8 @@ def ctx(now: datetime = NOW) -> EvaluationContext:
 
 def gate(**fields: Any) -> Gate:
     return Gate.model_validate(
-        {"name": "error-rate", "provider": "cloudwatch", "max": 0.01} | fields
+        # Moto has the data at once: no publishing delay to wait for.
+        {"name": "error-rate", "provider": "cloudwatch", "max": 0.01, "delay": "0s"} | fields
     )
 
 

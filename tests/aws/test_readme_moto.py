@@ -18,7 +18,10 @@ from daemon import CANARY, Daemon
 from motohelpers import REGION, Moto
 
 README = (Path(__file__).parent.parent.parent / "README.md").read_text()
-P95 = "      - {name: p95-duration, provider: cloudwatch, preset: lambda-p95-duration, max: 800}\n"
+P95 = (
+    "      - {name: p95-duration, provider: cloudwatch, preset: lambda-p95-duration, max: 800, "
+    "delay: 0s}\n"
+)
 
 
 def moto_example() -> str:
