@@ -99,6 +99,26 @@ class K8sTarget(TargetBase):
         return self.context or CURRENT_CONTEXT_KEY
 
 
+Router = TypeVar("Router", bound=K8sTarget)
+
+
+def with_context(target: Router, kube: KubeClients) -> Router:
+    """Every router kind's canonical form: the kubeconfig's current context filled in, so a
+    target named with or without it has one key."""
+    if target.context is not None:
+        return target
+    return target.model_copy(update={"context": kube.default_context()})
+
+
+def two_services(stable: str, canary: str) -> None:
+    """The canary must be a Service of its own: one Service cannot carry two weights."""
+    if stable == canary:
+        raise ValueError(
+            "canary_service is the same Service as stable_service; deploy the canary "
+            "behind a Service of its own and name it here"
+        )
+
+
 # ---------------------------------------------------------------- clients
 
 

@@ -30,6 +30,8 @@ from strategies.k8s import (
     from_settings,
     integer_weights,
     share,
+    two_services,
+    with_context,
 )
 from strategies.kind import TargetKind
 
@@ -50,11 +52,7 @@ class GatewayApiTarget(K8sTarget):
 
     @model_validator(mode="after")
     def _two_services(self) -> GatewayApiTarget:
-        if self.stable_service == self.canary_service:
-            raise ValueError(
-                "canary_service is the same Service as stable_service; deploy the canary "
-                "behind a Service of its own and name it here"
-            )
+        two_services(self.stable_service, self.canary_service)
         return self
 
     def key(self) -> str:
@@ -63,13 +61,6 @@ class GatewayApiTarget(K8sTarget):
     @property
     def canary_version(self) -> str:
         return self.canary_service
-
-
-def canonical(target: GatewayApiTarget, kube: KubeClients) -> GatewayApiTarget:
-    """The kubeconfig's current context filled in: a route named with or without it has one key."""
-    if target.context is not None:
-        return target
-    return target.model_copy(update={"context": kube.default_context()})
 
 
 def _is_service(ref: dict[str, Any], name: str, namespace: str) -> bool:
@@ -213,5 +204,5 @@ KIND = TargetKind(
     summary="Gateway API HTTPRoute backendRefs weights between a stable and a canary Service",
     clients=from_settings,
     build=build,
-    canonical=canonical,
+    canonical=with_context,
 )

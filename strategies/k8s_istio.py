@@ -21,7 +21,14 @@ from pydantic import Field, model_validator
 
 from config.targets import Target
 from strategies.base import PermanentError, TrafficSplit
-from strategies.k8s import K8sTarget, KubeClients, ObjectName, RouterStrategy, from_settings
+from strategies.k8s import (
+    K8sTarget,
+    KubeClients,
+    ObjectName,
+    RouterStrategy,
+    from_settings,
+    with_context,
+)
 from strategies.kind import TargetKind
 
 
@@ -60,12 +67,6 @@ class IstioTarget(K8sTarget):
     @property
     def canary_version(self) -> str:
         return self.canary_subset
-
-
-def canonical(target: IstioTarget, kube: KubeClients) -> IstioTarget:
-    if target.context is not None:
-        return target
-    return target.model_copy(update={"context": kube.default_context()})
 
 
 class IstioStrategy(RouterStrategy):
@@ -200,5 +201,5 @@ KIND = TargetKind(
     summary="Istio VirtualService route weights between two subsets of a host",
     clients=from_settings,
     build=build,
-    canonical=canonical,
+    canonical=with_context,
 )

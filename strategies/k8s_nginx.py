@@ -30,6 +30,7 @@ from strategies.k8s import (
     ObjectName,
     RouterStrategy,
     from_settings,
+    with_context,
 )
 from strategies.kind import TargetKind
 
@@ -65,12 +66,6 @@ class NginxTarget(K8sTarget):
     @property
     def canary_version(self) -> str:
         return self.canary_service
-
-
-def canonical(target: NginxTarget, kube: KubeClients) -> NginxTarget:
-    if target.context is not None:
-        return target
-    return target.model_copy(update={"context": kube.default_context()})
 
 
 def _services(ingress: dict[str, Any]) -> set[str]:
@@ -231,5 +226,5 @@ KIND = TargetKind(
     summary="ingress-nginx canary-weight of a canary Ingress beside the stable one",
     clients=from_settings,
     build=build,
-    canonical=canonical,
+    canonical=with_context,
 )

@@ -26,6 +26,8 @@ from strategies.k8s import (
     from_settings,
     integer_weights,
     share,
+    two_services,
+    with_context,
 )
 from strategies.kind import TargetKind
 
@@ -43,11 +45,7 @@ class SmiTarget(K8sTarget):
 
     @model_validator(mode="after")
     def _two_services(self) -> SmiTarget:
-        if self.stable_service == self.canary_service:
-            raise ValueError(
-                "canary_service is the same Service as stable_service; deploy the canary "
-                "behind a Service of its own and name it here"
-            )
+        two_services(self.stable_service, self.canary_service)
         return self
 
     def key(self) -> str:
@@ -56,12 +54,6 @@ class SmiTarget(K8sTarget):
     @property
     def canary_version(self) -> str:
         return self.canary_service
-
-
-def canonical(target: SmiTarget, kube: KubeClients) -> SmiTarget:
-    if target.context is not None:
-        return target
-    return target.model_copy(update={"context": kube.default_context()})
 
 
 class SmiStrategy(RouterStrategy):
@@ -160,5 +152,5 @@ KIND = TargetKind(
     summary="SMI TrafficSplit backend weights between a stable and a canary Service",
     clients=from_settings,
     build=build,
-    canonical=canonical,
+    canonical=with_context,
 )
