@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import lambda_target
 
-from analysis.base import Measurement, MetricQuery, ProviderError
+from analysis.base import Measurement, MetricProvider, MetricQuery, ProviderError
 from analysis.scripted import ScriptedProvider
-from canary.api.app import build_app
+from canary.api.app import ApiRunner, build_app
 from canary.clock import RealClock
 from canary.engine import Engine, EngineOptions
 from canary.metrics import Metrics
@@ -137,3 +139,55 @@ class ApiRig:
 
     async def wait_phase(self, rollout_id: str, *phases: Phase, within: float = 10) -> Rollout:
         return await self.wait_for(rollout_id, lambda r: r.phase in phases, within)
+
+
+class ThreadedApp:
+    """The app on 127.0.0.1:<free port> with its own event loop in a thread, for clients
+    that are synchronous (schemathesis' requests, Playwright's sync API): ``self.url``
+    until ``stop()``. In-memory store and targets; ``providers`` answer the gates."""
+
+    def __init__(
+        self,
+        providers: dict[str, MetricProvider] | None = None,
+        *,
+        step_retry: float = 5.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.providers = providers or {}
+        self.step_retry = step_retry
+        self.shutdown_timeout = shutdown_timeout
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.url: str = self._run(self._start())
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _start(self) -> str:
+        self.engine = Engine(
+            MemoryStore(),
+            RealClock(),
+            MemoryFleet(stable="1").factory,
+            self.providers,
+            options=EngineOptions(step_retry=self.step_retry),
+        )
+        settings = Settings(tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1")
+        self.runner = ApiRunner(
+            build_app(self.engine, settings), shutdown_timeout=self.shutdown_timeout
+        )
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        await self.engine.start()
+        host, port = self.runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def _stop(self) -> None:
+        await self.runner.cleanup()
+        await self.engine.stop()
+
+    def stop(self) -> None:
+        self._run(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

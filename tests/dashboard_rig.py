@@ -4,24 +4,16 @@ thread (the browser is driven from the test's thread with Playwright's sync API)
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 from typing import Any
 
-from aiohttp import web
-from api_rig import TOKENS, healthy, spec_data, token_specs
+from api_rig import TOKENS, ThreadedApp, healthy, spec_data
 
 from analysis.base import Measurement, MetricQuery, ProviderError
 from analysis.scripted import ScriptedProvider
-from canary.api.app import ApiRunner, build_app
-from canary.clock import RealClock
-from canary.engine import Engine, EngineOptions
 from canary.store import MemoryStore
-from config.settings import Settings
-from strategies.memory import MemoryFleet
 
 CHROMIUM_DIRS = ("/usr/lib/chromium",)
 
@@ -36,44 +28,12 @@ def by_gate(query: MetricQuery) -> Measurement | ProviderError:
     return healthy(query)
 
 
-class LiveDaemon:
-    """The app at ``self.url`` until ``stop()``."""
+class LiveDaemon(ThreadedApp):
+    """The app at ``self.url`` until ``stop()``, its gates answered by ``script``."""
 
     def __init__(self, script: Any = by_gate) -> None:
         self.provider = ScriptedProvider(script)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.url: str = self._run(self._start())
-
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    async def _start(self) -> str:
-        self.engine = Engine(
-            MemoryStore(),
-            RealClock(),
-            MemoryFleet(stable="1").factory,
-            {"cloudwatch": self.provider},
-            options=EngineOptions(step_retry=0.2),
-        )
-        settings = Settings(tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1")
-        self.runner = ApiRunner(build_app(self.engine, settings), shutdown_timeout=2)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        await self.engine.start()
-        host, port = self.runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    async def _stop(self) -> None:
-        await self.runner.cleanup()
-        await self.engine.stop()
-
-    def stop(self) -> None:
-        self._run(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        super().__init__({"cloudwatch": self.provider}, step_retry=0.2, shutdown_timeout=2)
 
     def call(
         self, method: str, path: str, as_token: str, body: dict[str, Any] | None = None

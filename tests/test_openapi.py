@@ -10,17 +10,14 @@ of examples per operation is bounded (EXAMPLES) to keep ``make test`` quick.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from aiohttp import web
-from api_rig import auth, spec_data, token_specs
+from api_rig import ThreadedApp, auth, spec_data, token_specs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
@@ -28,7 +25,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
 from canary.api import openapi
-from canary.api.app import ApiRunner, build_app
+from canary.api.app import build_app
 from canary.api.context import REQUIRED_ROLE
 from canary.clock import RealClock
 from canary.engine import Engine
@@ -46,37 +43,7 @@ DOCUMENT = openapi.document()
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
 
 
-class LiveApi:
-    """The app on 127.0.0.1:<free port>, its own event loop in a thread (requests is sync)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.url: str = self._run(self._start())
-
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    async def _start(self) -> str:
-        self.engine = Engine(MemoryStore(), RealClock(), MemoryFleet(stable="1").factory, {})
-        settings = Settings(tokens=token_specs(), allow_anonymous=False, aws_region="us-east-1")
-        self.runner = ApiRunner(build_app(self.engine, settings), shutdown_timeout=5)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        await self.engine.start()
-        host, port = self.runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    async def _stop(self) -> None:
-        await self.runner.cleanup()
-        await self.engine.stop()
-
-    def stop(self) -> None:
-        self._run(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+LiveApi = ThreadedApp  # the app on a real socket; schemathesis calls it with requests
 
 
 @pytest.fixture(scope="module")
