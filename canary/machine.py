@@ -37,7 +37,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 
 from analysis.base import Verdict
 from analysis.judges import GateResult
-from canary.events import ActionError, EventKind, PauseCause, RollbackCause
+from canary.events import ActionError, ErrorKind, EventKind, PauseCause, RollbackCause
 from canary.model import Counters, NewEvent, Phase, Rollout, TargetState, new_rollout_id
 from config.durations import display_duration
 from config.spec import RolloutDocument
@@ -52,7 +52,8 @@ class RetryPolicy:
 
     A start, shift or promotion that fails with a retryable error (temporary, timeout, a
     conflict over our own split) is tried again until ``budget`` seconds have passed since
-    its first failure; a rollback is tried again until it is restored, budget or not.
+    its first failure (a conflict: without a budget); a rollback is tried again until it is
+    restored, budget or not.
     """
 
     budget: float = 300.0
@@ -481,18 +482,23 @@ def _next_check(r: Rollout, now: datetime) -> datetime:
     return now + timedelta(seconds=delay)
 
 
-def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent]) -> Rollout:
+def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent], settle: float = 0.0) -> Rollout:
+    """``settle``: seconds until clients see the shift (a target's poll); the bake starts
+    after them, and evaluations until then are warm-up (recorded, not counted)."""
     step = r.current_step
-    r = r.model_copy(update={"phase": Phase.BAKING, "watching_since": now})
+    since = now + timedelta(seconds=settle) if step.bake and not r.bake_elapsed else now
+    r = r.model_copy(update={"phase": Phase.BAKING, "watching_since": since})
     if step.bake == 0:
         return _complete_step(r, now, events, f"{step.weight:g}% reached")
     remaining = r.bake_remaining(now)
     if remaining <= 0:
         return r.model_copy(update={"next_check_at": now})
     text = f"baking {display_duration(remaining)} at {step.weight:g}%"
+    if since > now:
+        text += f" ({display_duration(settle)} of it for clients to poll the change)"
     if r.bake_elapsed:
         text += f" ({display_duration(r.bake_elapsed)} of {display_duration(step.bake)} done)"
-    events.append(_ev(K.BAKE_STARTED, text, remaining=remaining, bake=step.bake))
+    events.append(_ev(K.BAKE_STARTED, text, remaining=remaining, bake=step.bake, settle=settle))
     first = min(remaining, r.spec.analysis.interval)
     return r.model_copy(update={"next_check_at": now + timedelta(seconds=first)})
 
@@ -549,7 +555,10 @@ def _retry_or_roll_back(
     """A shift or promotion that failed: tried again later while the error is retryable
     and the budget lasts (an event per attempt), else rolled back with ``failed``'s cause."""
     kind, cause = failed
-    waiting = _retry_later(r, now, error, retry)
+    # A conflict (the backend busy with someone else's change) waits as long as it takes:
+    # another's deployment is never a reason to roll back.
+    budgeted = error.kind is not ErrorKind.CONFLICT
+    waiting = _retry_later(r, now, error, retry, budgeted=budgeted)
     if waiting is not None:
         events.append(_retry_event(kind, what, waiting, now, error))
         return Transition(waiting, events)
@@ -582,7 +591,8 @@ def _shifted(r: Rollout, e: ShiftResult, now: datetime, retry: RetryPolicy) -> T
         )
     )
     r = r.model_copy(update={"weight": e.weight, **NOT_RETRYING})
-    return Transition(_begin_bake(r, now, events), events)
+    settle = max((s.settle for s in e.splits), default=0.0)
+    return Transition(_begin_bake(r, now, events, settle), events)
 
 
 def _summary(results: Sequence[GateResult], dry: frozenset[str] | set[str] = frozenset()) -> str:

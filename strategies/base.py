@@ -24,11 +24,15 @@ class TrafficSplit:
     rollback, 100 after a promotion. ``None`` means the target serves something that is
     neither this rollout's stable nor its canary (a third version): always drift.
     ``stable`` names the stable version the target routes to, recorded at the start.
+    ``settle``: see below.
     """
 
     canary_weight: float | None
     stable: str | None = None
     detail: str = ""
+    settle: float = 0.0
+    """Seconds after the write before clients see it (they poll: AppConfig's Agent every
+    45 s); the step's bake starts that much later."""
 
     def matches(self, weight: float) -> bool:
         return (

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from config.errors import shown
 from config.targets import Target, TargetBase
-from strategies import k8s_gateway_api, k8s_istio, k8s_nginx, k8s_smi, lambda_alias
+from strategies import appconfig, k8s_gateway_api, k8s_istio, k8s_nginx, k8s_smi, lambda_alias
 from strategies.base import NotImplementedKind, Strategy
 from strategies.kind import CanonicalError, TargetKind
 
@@ -30,11 +30,10 @@ KINDS: tuple[TargetKind[Any, Any], ...] = (
     k8s_istio.KIND,
     k8s_smi.KIND,
     k8s_nginx.KIND,
+    appconfig.KIND,
 )
 
-PLANNED: Mapping[str, str] = {
-    "appconfig-flag": "[appconfig]",
-}
+PLANNED: Mapping[str, str] = {}
 """Kinds whose design exists (docs/planned-kinds.md) but no module yet -> the issue."""
 
 BY_NAME: Mapping[str, TargetKind[Any, Any]] = {k.name: k for k in KINDS}
