@@ -33,12 +33,13 @@ import asyncio
 import copy
 import json
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from config.durations import Delay
-from config.targets import AwsTarget, NonEmpty, Target
+from config.targets import AwsTarget, NonEmpty, Target, schema_of
 from strategies.aws import AwsClients, AwsNotFound, from_settings
 from strategies.base import (
     ConflictError,
@@ -78,6 +79,23 @@ def parse_split(rule: str | None) -> tuple[str, float] | None:
     return (found["by1"] or found["by2"], float(found["pct1"] or found["pct2"]))
 
 
+_FLAG_KEY = re.compile(r"^[a-z][a-zA-Z\d_-]{0,63}$")
+
+
+def _flag_key(value: str) -> str:
+    if not _FLAG_KEY.match(value):
+        raise PydanticCustomError(
+            "flag_key",
+            "{value} is not an AppConfig flag key; a key starts with a lowercase letter, then "
+            "up to 63 letters, digits, '_' or '-' (e.g. new-pricing-engine)",
+            {"value": repr(value)},
+        )
+    return value
+
+
+FlagKey = Annotated[str, AfterValidator(_flag_key), schema_of(_FLAG_KEY)]
+
+
 class AppConfigFlagTarget(AwsTarget):
     """One variant of one feature flag, served to a growing share of an environment's users."""
 
@@ -88,9 +106,7 @@ class AppConfigFlagTarget(AwsTarget):
         description="the feature-flag configuration profile (name or id), of type "
         "AWS.AppConfig.FeatureFlags"
     )
-    flag: str = Field(
-        pattern=r"^[a-z][a-zA-Z\d_-]{0,63}$", description="the flag's key inside the profile"
-    )
+    flag: FlagKey = Field(description="the flag's key inside the profile")
     variant: str = Field(
         min_length=1,
         max_length=64,

@@ -103,14 +103,17 @@ def test_missing_file_is_a_clear_error() -> None:
     assert "cannot read /nonexistent/rollout.yaml" in run.output
 
 
-def test_a_kind_not_built_yet_is_refused_by_validate() -> None:
-    planned = EXAMPLES.parent.parent / "docs" / "planned" / "appconfig-flag.yaml"
-    run = CliRunner().invoke(cli, ["validate", "-f", str(planned)])
+def test_an_unknown_kind_is_refused_by_validate_with_the_kinds_there_are(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "rollout.yaml"
+    text = (EXAMPLES / "appconfig-flag.yaml").read_text(encoding="utf-8")
+    spec.write_text(text.replace("kind: appconfig-flag", "kind: appconfig-flags"))
+    run = CliRunner().invoke(cli, ["validate", "-f", str(spec)])
     assert run.exit_code == 2
     assert (
-        "spec.targets[0].kind: target kind 'appconfig-flag' is not available in this version "
-        "of canary (it is planned: see the [appconfig] issue); available: lambda-alias, "
-        "k8s-gateway-api, k8s-istio, k8s-smi, k8s-nginx"
+        "spec.targets[0].kind: unknown target kind 'appconfig-flags'; expected one of "
+        "lambda-alias, k8s-gateway-api, k8s-istio, k8s-smi, k8s-nginx, appconfig-flag"
     ) in run.output
 
 

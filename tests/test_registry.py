@@ -99,6 +99,13 @@ def test_a_minimal_spec_of_every_kind_is_accepted() -> None:
             "stable_service": "a",
             "canary_service": "b",
         },
+        "appconfig-flag": {
+            "application": "a",
+            "environment": "e",
+            "profile": "p",
+            "flag": "f",
+            "variant": "v",
+        },
     }
     assert set(samples) == set(kind_names()), "add a sample target for the new kind here"
     for name, fields in samples.items():

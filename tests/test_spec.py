@@ -32,6 +32,7 @@ EXPECTED_EXAMPLES = {
     "k8s-istio.yaml",
     "k8s-nginx.yaml",
     "k8s-smi.yaml",
+    "appconfig-flag.yaml",
 }
 PLANNED_EXAMPLES = sorted((ROOT / "docs" / "planned").glob("*.yaml"))
 REGENERATE = "python -m config.schema > config/schema.json"
@@ -83,19 +84,6 @@ def text_problems(text: str, source: str = "<spec>") -> list[str]:
 
 def test_the_examples_are_all_there() -> None:
     assert {p.name for p in EXAMPLES} == EXPECTED_EXAMPLES
-
-
-@pytest.mark.parametrize("path", PLANNED_EXAMPLES, ids=lambda p: p.name)
-def test_a_planned_kind_is_refused_not_presented_as_working(path: Path) -> None:
-    """The designs of kinds not built yet are kept as notes, and say so; none validates."""
-    text = path.read_text(encoding="utf-8")
-    assert text.startswith(f"# NOT AVAILABLE in this version of canary: `kind: {path.stem}`")
-    found = problems(yaml.safe_load(text))
-    assert found == {
-        "spec.targets[0].kind": f"target kind {path.stem!r} is not available in this version "
-        f"of canary (it is planned: see the {PLANNED[path.stem]} issue); available: "
-        + ", ".join(kind_names())
-    }
 
 
 def test_every_planned_kind_has_its_design_note() -> None:
@@ -417,10 +405,10 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "'Ireland' is not an AWS region name; expected e.g. eu-west-1",
     ),
     (
-        "a planned kind",
+        "an appconfig flag without its variant",
         {"targets": [{"kind": "appconfig-flag", "application": "shop"}]},
-        "spec.targets[0].kind",
-        "target kind 'appconfig-flag' is not available in this version of canary",
+        "spec.targets[0].variant",
+        "required field is missing",
     ),
     (
         "bad approval",
@@ -481,7 +469,14 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "targets": [
             LAMBDA | {"version": "$LATEST"},
             {"kind": "lambda-function"},
-            {"kind": "appconfig-flag", "application": "web", "flag": "new-checkout"},
+            {
+                "kind": "appconfig-flag",
+                "application": "web",
+                "environment": "prod",
+                "profile": "flags",
+                "flag": "New checkout",
+                "variant": "v2",
+            },
         ],
         "steps": [{"weight": 10, "bake": "5 mins"}, {"weight": 150}],
         "analysis": {
@@ -501,7 +496,7 @@ def test_every_independent_problem_is_reported_at_once() -> None:
         "metadata.lables": "did you mean 'labels'?",
         "spec.targets[0].version": "$LATEST cannot take weighted traffic",
         "spec.targets[1].kind": "unknown target kind 'lambda-function'",
-        "spec.targets[2].kind": "target kind 'appconfig-flag' is not available in this version",
+        "spec.targets[2].flag": "'New checkout' is not an AppConfig flag key",
         "spec.steps[0].bake": "'5 mins' is not a duration",
         "spec.steps[1].weight": "150 is out of range",
         "spec.analysis.interval": "0s is out of range; give a duration from 1s to 1h",
