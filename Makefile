@@ -1,6 +1,6 @@
 # canary: developer entry points.
 #
-#   make demo     two Lambda rollouts against moto, offline (one promoted, one rolled back)
+#   make demo     two Lambda rollouts and an AppConfig flag rollout, offline, against emulators
 #   make test     ruff, ruff format --check, mypy (strict), schema check, pytest
 #   make bench    every bench/*.py script (figures are printed, never asserted)
 #   make lint     ruff, ruff format --check, mypy; hadolint on the Dockerfile when on PATH
@@ -41,8 +41,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # `canary demo` starts moto's server in this process, runs rollout A (healthy, promoted)
-# and rollout B (8% errors, rolled back) on a Lambda alias, and exits non-zero unless both
-# came out that way. Offline; steps and bakes compressed to seconds.
+# and rollout B (8% errors, rolled back) on a Lambda alias, and beside them rollout C of an
+# AppConfig flag (promoted), and exits non-zero unless all came out that way. Offline; steps
+# and bakes compressed to seconds.
 demo: $(STAMP)
 	$(BIN)/canary demo
 

@@ -16,6 +16,8 @@ moto has and implements the rest after AWS's documented contract:
   deployment per environment at a time (409 ConflictException); StopDeployment ends a
   deployment in progress ROLLED_BACK; an environment's monitor (a CloudWatch alarm in moto)
   in ALARM rolls its deployment in progress back (ROLLING_BACK, then ROLLED_BACK);
+* requests signed for another service (Lambda, CloudWatch) go to moto unchanged, so one
+  endpoint serves every AWS client of a daemon;
 * a second port serves the AppConfig Agent's local endpoint, ``GET /applications/A/
   environments/E/configurations/P[?flag=K]`` with a ``Context: userId=...`` header: the
   newest COMPLETE configuration, re-read every ``agent_poll`` seconds like the Agent, with
@@ -47,6 +49,7 @@ _AUTH = (
     "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/appconfig/aws4_request, "
     "SignedHeaders=host, Signature=0"
 )
+_SIGNED_FOR = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
 _HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "host"}
 IN_FLIGHT = ("DEPLOYING", "BAKING", "ROLLING_BACK")
 PREDEFINED = (
@@ -349,8 +352,8 @@ class LocalAppConfig:
         self._agent_cache: dict[tuple[str, str, str], tuple[float, dict[str, Any] | None]] = {}
         self._cloudwatch: Any = None
         self.reset()
-        self._api = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, self.handle))
-        self._agent = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, self.agent))
+        self._api = _Server(("127.0.0.1", 0), _handler(self, self.handle))
+        self._agent = _Server(("127.0.0.1", 0), _handler(self, self.agent))
         for server in (self._api, self._agent):
             server.daemon_threads = True
         self._threads = [
@@ -448,6 +451,11 @@ class LocalAppConfig:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         parts = urlsplit(target)
+        signed = _SIGNED_FOR.search(headers.get("Authorization", ""))
+        if signed is not None and signed["service"] != "appconfig":
+            # Another service's call (Lambda, CloudWatch): moto's, unchanged. One endpoint
+            # serves a daemon's every AWS client, as AWS_ENDPOINT_URL would.
+            return self._forward(method, target, headers, body)
         try:
             op, labels = self.ops.route(method, parts.path)
             params = self.ops.params(op, labels, parse_qs(parts.query), headers, body)
@@ -746,7 +754,8 @@ class LocalAppConfig:
         )
         return json.loads(out) if status < 300 else None
 
-    def _ids_of(self, app: str, env: str, profile: str) -> tuple[str, str, str]:
+    def ids_of(self, app: str, env: str, profile: str) -> tuple[str, str, str]:
+        """The ids of an application, environment and profile named by name or id."""
         app_id = next((i for i, n in self.applications.items() if app in (i, n)), app)
         env_id = next(
             (
@@ -773,7 +782,7 @@ class LocalAppConfig:
             return _plain(
                 404, "not an Agent path: GET /applications/A/environments/E/configurations/P"
             )
-        key = self._ids_of(*(unquote(g) for g in found.groups()))
+        key = self.ids_of(*(unquote(g) for g in found.groups()))
         now = self.now()
         cached = self._agent_cache.get(key)
         if cached is None or now >= cached[0] + self.agent_poll:
@@ -801,6 +810,18 @@ class LocalAppConfig:
         except ValueError as exc:
             return _plain(400, str(exc))
         return 200, [("Content-Type", "application/json")], json.dumps(answer).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone mid-request (a stopped daemon, a timed-out call) is not an error of
+        the server's; anything else is printed as the base class does."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _id() -> str:

@@ -1,4 +1,4 @@
-"""``canary demo``: two real rollouts of a Lambda alias, offline, in well under 90 seconds.
+"""``canary demo``: two rollouts of a Lambda alias and one of a feature flag, offline, fast.
 
 Everything that decides is the production code: the engine on the real clock, the SQLite
 store, the lambda-alias strategy and the CloudWatch provider through boto3, over HTTP. Only
@@ -11,6 +11,14 @@ Version 2 is healthy; version 3 fails 8% of its invocations.
 Rollout A (version 2) is promoted through every step; rollout B (version 3) is rolled back
 at its first step by the error-rate gate. Steps and bakes are compressed to seconds. The
 p95 gate of the shipped example is left out: moto does not compute percentiles.
+
+Rollout C runs beside them: variant v2 of the AppConfig feature flag ``new-pricing`` is
+served to a growing share of users. AWS AppConfig is stood in for by the local AppConfig
+(``canary.appconfig_local``: moto for applications, profiles and hosted versions, and its
+own environments, deployments and Agent endpoint, which also forwards Lambda's and
+CloudWatch's calls to moto). Simulated users read the flag from the local Agent with their
+``userId`` as context every second; requests and errors per variant go to CloudWatch. v2
+is healthy, and the flag ends with v2 as its default.
 
 The store is SQLite in a temporary directory, not memory: it is what ``canary serve`` runs
 on by default, so the demo goes through the same write-ahead path.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import math
 import secrets
@@ -32,6 +41,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -49,6 +59,7 @@ from analysis.judges import fmt
 from canary import logs
 from canary.api.app import ApiRunner, build_app
 from canary.api.auth import hash_token
+from canary.appconfig_local import LocalAppConfig
 from canary.clock import RealClock
 from canary.engine import Engine, EngineOptions
 from canary.events import INTENTS, EventKind
@@ -71,6 +82,28 @@ INVOCATIONS_PER_SECOND = 200
 BUDGET_SECONDS = 85.0
 
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200}\n"
+
+APPLICATION, ENVIRONMENT, PROFILE, FLAG = "storefront", "production", "flags", "new-pricing"
+FLAG_ERROR_RATES = {"control": 0.002, "v2": 0.003}
+FLAG_USERS_PER_SECOND = 60
+FLAG_DOCUMENT: dict[str, Any] = {
+    "version": "1",
+    "flags": {FLAG: {"name": "New pricing engine", "attributes": {"engine": {}}}},
+    "values": {
+        FLAG: {
+            "enabled": True,
+            "_variants": [
+                {
+                    "name": "v2",
+                    "enabled": True,
+                    "rule": "(split by::$userId pct::0)",
+                    "attributeValues": {"engine": "v2"},
+                },
+                {"name": "control", "enabled": True, "attributeValues": {"engine": "v1"}},
+            ],
+        }
+    },
+}
 
 
 def handler_zip() -> bytes:
@@ -218,6 +251,175 @@ class TrafficGenerator:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
+def create_flag(appconfig: Any) -> None:
+    """storefront/production/flags with ``new-pricing`` (v2 at 0%, control the default)
+    deployed, as a team would have it before the rollout."""
+    app = appconfig.create_application(Name=APPLICATION)["Id"]
+    env = appconfig.create_environment(ApplicationId=app, Name=ENVIRONMENT)["Id"]
+    profile = appconfig.create_configuration_profile(
+        ApplicationId=app, Name=PROFILE, LocationUri="hosted", Type="AWS.AppConfig.FeatureFlags"
+    )["Id"]
+    version = appconfig.create_hosted_configuration_version(
+        ApplicationId=app,
+        ConfigurationProfileId=profile,
+        Content=json.dumps(FLAG_DOCUMENT).encode(),
+        ContentType="application/json",
+    )["VersionNumber"]
+    # AppConfig.AllAtOnce bakes 10 minutes; the team's own strategy does not.
+    now = appconfig.create_deployment_strategy(
+        Name="all-at-once-no-bake",
+        DeploymentDurationInMinutes=0,
+        FinalBakeTimeInMinutes=0,
+        GrowthFactor=100,
+        ReplicateTo="NONE",
+    )["Id"]
+    number = appconfig.start_deployment(
+        ApplicationId=app,
+        EnvironmentId=env,
+        DeploymentStrategyId=now,
+        ConfigurationProfileId=profile,
+        ConfigurationVersion=str(version),
+    )["DeploymentNumber"]
+    while (
+        appconfig.get_deployment(ApplicationId=app, EnvironmentId=env, DeploymentNumber=number)[
+            "State"
+        ]
+        != "COMPLETE"
+    ):
+        time.sleep(0.1)
+
+
+@dataclass
+class FlagTraffic:
+    """Simulated users reading the flag from the local Agent, their requests and errors per
+    variant published to CloudWatch (Storefront/Failed by Variant: 1 a failed request)."""
+
+    aws: AwsClients
+    agent_url: str
+    per_second: float = FLAG_USERS_PER_SECOND
+    served: dict[str, int] = field(default_factory=dict)
+    _next_user: int = 0
+    _carry: dict[str, float] = field(default_factory=dict)
+
+    def _read(self, user: str) -> str:
+        request = urllib.request.Request(
+            f"{self.agent_url}/applications/{APPLICATION}/environments/{ENVIRONMENT}/"
+            f"configurations/{PROFILE}?flag={FLAG}",
+            headers={"Context": f"userId={user}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return str(json.loads(answer.read()).get("_variant", "control"))
+
+    def _users(self, seconds: float) -> list[str]:
+        total = self._carry.get("users", 0.0) + self.per_second * seconds
+        count = math.floor(total)
+        self._carry["users"] = total - count
+        users = [f"user-{(self._next_user + i) % 10_000}" for i in range(count)]
+        self._next_user += count
+        return users
+
+    async def tick(self, seconds: float) -> dict[str, int]:
+        users = self._users(seconds)
+        variants = await self.aws.run(lambda: [self._read(u) for u in users])
+        counts: dict[str, int] = {}
+        for variant in variants:
+            counts[variant] = counts.get(variant, 0) + 1
+        data: list[dict[str, Any]] = []
+        for variant, calls in counts.items():
+            self.served[variant] = self.served.get(variant, 0) + calls
+            total = self._carry.get(variant, 0.0) + calls * FLAG_ERROR_RATES.get(variant, 0.0)
+            errors = math.floor(total)
+            self._carry[variant] = total - errors
+            # One sample per request, 1 if it failed: Average is the error rate, SampleCount
+            # the requests (moto does not evaluate metric math, so no errors / requests).
+            data.append(
+                {
+                    "MetricName": "Failed",
+                    "Dimensions": [{"Name": "Variant", "Value": variant}],
+                    "StatisticValues": {
+                        "SampleCount": calls,
+                        "Sum": errors,
+                        "Minimum": 0.0,
+                        "Maximum": 1.0 if errors else 0.0,
+                    },
+                }
+            )
+        if data:
+            await self.aws.call(
+                "cloudwatch", "put_metric_data", Namespace="Storefront", MetricData=data
+            )
+        return counts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                await self.tick(now - last)
+            except Exception as exc:  # a lost second of traffic must not end the demo
+                log.error("demo.flag_traffic_failed", error=str(exc))
+            last = now
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+
+def flag_spec(name: str) -> RolloutDocument:
+    metric = {"namespace": "Storefront", "metric": "Failed"}
+    variant = {"Variant": "{{ canary_version }}"}
+    return parse_document(
+        {
+            "apiVersion": "canary/v1",
+            "kind": "Rollout",
+            "metadata": {"name": name},
+            "spec": {
+                "targets": [
+                    {
+                        "kind": "appconfig-flag",
+                        "application": APPLICATION,
+                        "environment": ENVIRONMENT,
+                        "profile": PROFILE,
+                        "flag": FLAG,
+                        "variant": "v2",
+                        "client_poll": "1s",  # the local Agent re-reads every second
+                    }
+                ],
+                "steps": [
+                    {"weight": 10, "bake": "5s"},
+                    {"weight": 25, "bake": "5s"},
+                    {"weight": 50, "bake": "5s"},
+                    {"weight": 100},
+                ],
+                "analysis": {
+                    "interval": "2s",
+                    "gates": [
+                        {
+                            "name": "variant-errors",
+                            "provider": "cloudwatch",
+                            "metrics": {
+                                "failed": {**metric, "stat": "Average", "dimensions": variant},
+                                "requests": {
+                                    **metric,
+                                    "stat": "SampleCount",
+                                    "dimensions": variant,
+                                },
+                            },
+                            "query": "failed",
+                            "samples_query": "requests",
+                            "max": 0.02,
+                            "min_samples": 20,
+                            "window": "1m",
+                            "delay": "0s",
+                        }
+                    ],
+                    "warmup": "0s",
+                    "failure_limit": 0,
+                    "inconclusive_limit": 5,
+                },
+            },
+        }
+    )
+
+
 def spec(name: str, version: str) -> RolloutDocument:
     return parse_document(
         {
@@ -275,6 +477,9 @@ PLAN = (
         "B", "3", Phase.ROLLED_BACK, "8% errors: rolled back at step 1 by the error-rate gate"
     ),
 )
+FLAG_PLAN = Expected(
+    "C", "v2", Phase.SUCCEEDED, "flag new-pricing, variant v2: promoted to the default"
+)
 
 
 def _gates(event: Event) -> str:
@@ -305,7 +510,8 @@ class Display:
 
     def add(self, rollout: Rollout, label: str) -> None:
         self.labels[rollout.id] = label
-        description = f"rollout {label} (version {rollout.spec.targets[0].canary_version})"
+        what = "variant" if rollout.spec.targets[0].kind == "appconfig-flag" else "version"
+        description = f"rollout {label} ({what} {rollout.spec.targets[0].canary_version})"
         self.tasks[rollout.id] = self.progress.add_task(description, total=100, status="pending")
 
     def show(self, rollout: Rollout, events: list[Event]) -> None:
@@ -377,17 +583,21 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
     started = time.monotonic()
     console.print(
         "[bold]canary demo[/]: two rollouts of the Lambda alias "
-        f"[cyan]{FUNCTION}:{ALIAS}[/], offline, against moto (a local AWS emulator)"
+        f"[cyan]{FUNCTION}:{ALIAS}[/] and, beside them, one of the AppConfig feature flag "
+        f"[cyan]{FLAG}[/], offline, against moto (a local AWS emulator) and a local AppConfig"
     )
     console.print(
         "Steps and bakes are [bold]compressed to seconds[/] (10/25/50/100%, 5 s bakes, gates "
         "every 2 s); a real plan bakes for minutes. Invocations are simulated at "
         f"{INVOCATIONS_PER_SECOND}/s, routed by the alias's weights; per-version Errors and "
         "Invocations go to CloudWatch. Only the error-rate gate runs: moto does not compute "
-        "percentiles, so the p95 latency gate is left out.\n"
+        "percentiles, so the p95 latency gate is left out. Flag users read the flag from a "
+        f"local AppConfig Agent ({FLAG_USERS_PER_SECOND}/s, by userId); their requests and "
+        "errors per variant go to CloudWatch.\n"
     )
-    with moto_server() as endpoint, tempfile.TemporaryDirectory() as tmp:
-        aws = offline_clients(endpoint)
+    with moto_server() as moto_endpoint, tempfile.TemporaryDirectory() as tmp:
+        appconfig = LocalAppConfig(moto_endpoint, latency=0.3, agent_poll=1.0).start()
+        aws = offline_clients(appconfig.url)  # AppConfig here; Lambda, CloudWatch: moto
         store = SQLiteStore(Path(tmp) / "canary.db")
         engine = Engine(
             store,
@@ -397,12 +607,17 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
             options=EngineOptions(backend_timeout=20.0, provider_timeout=10.0, step_retry=1.0),
         )
         await aws.run(lambda: create_function(aws.client("lambda"), aws.client("iam")))
+        await aws.run(lambda: create_flag(aws.client("appconfig")))
         console.print(
             f"set up: function {FUNCTION} with versions 1, 2, 3; alias {ALIAS} → version 1 "
-            f"(error rates: {', '.join(f'v{v} {r:.1%}' for v, r in ERROR_RATES.items())})\n"
+            f"(error rates: {', '.join(f'v{v} {r:.1%}' for v, r in ERROR_RATES.items())}); "
+            f"AppConfig {APPLICATION}/{ENVIRONMENT}/{PROFILE}, flag {FLAG} with variant v2 "
+            "at 0% and the default control (error rates: "
+            f"{', '.join(f'{v} {r:.1%}' for v, r in FLAG_ERROR_RATES.items())})\n"
         )
         traffic = TrafficGenerator(aws)
         await traffic.tick(0.0)
+        flag_traffic = FlagTraffic(aws, appconfig.agent_url)
         stop = asyncio.Event()
         display = Display(console, started)
         queue = engine.subscribe()
@@ -414,6 +629,7 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
             await engine.stop()
             await store.close()
             aws.close()
+            appconfig.stop()
             console.print(f"[red]cannot serve the dashboard on 127.0.0.1:{port}: {exc}[/]")
             return 2
         console.print(
@@ -421,12 +637,16 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
             "operate, made up for this run)\n"
         )
         outcomes: list[Rollout] = []
+        flag_outcome: Rollout | None = None
         tasks = [
             asyncio.create_task(traffic.run(stop)),
             asyncio.create_task(_follow(queue, display)),
+            asyncio.create_task(flag_traffic.run(stop)),
         ]
         try:
             with display.progress:
+                flag_rollout = await engine.submit(flag_spec("demo-c"), actor="demo")
+                display.add(flag_rollout, FLAG_PLAN.label)
                 for expected in PLAN:
                     rollout = await engine.submit(
                         spec(f"demo-{expected.label.lower()}", expected.version), actor="demo"
@@ -445,6 +665,15 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
                         break
                     await asyncio.sleep(0.3)  # let the last events reach the timeline
                     outcomes.append(outcome)
+                try:
+                    flag_outcome = await asyncio.wait_for(
+                        _until_ended(engine, flag_rollout.id),
+                        max(0.1, BUDGET_SECONDS - (time.monotonic() - started)),
+                    )
+                except TimeoutError:
+                    console.print(
+                        f"[red]rollout C did not end within the demo's {BUDGET_SECONDS:g} s[/]"
+                    )
             if linger:
                 console.print(
                     f"\nthe rollouts have ended; the daemon and the dashboard stay up at "
@@ -460,14 +689,60 @@ async def run(console: Console, *, linger: bool = False, port: int = 0) -> int:
             engine.unsubscribe(queue)
             await engine.stop()
             alias = await aws.call("lambda", "get_alias", FunctionName=FUNCTION, Name=ALIAS)
+            flag_now = await aws.run(lambda: served_flag(appconfig))
             await store.close()
             aws.close()
-    return summary(console, outcomes, alias, time.monotonic() - started)
+            appconfig.stop()
+    ok = flag_summary(console, flag_outcome, flag_now, flag_traffic.served)
+    return summary(console, outcomes, alias, time.monotonic() - started, flag_ok=ok)
 
 
-def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], took: float) -> int:
+def served_flag(appconfig: LocalAppConfig) -> list[str]:
+    """The variants of the flag as deployed now, in order (the last is the default)."""
+    ids = appconfig.ids_of(APPLICATION, ENVIRONMENT, PROFILE)
+    document = appconfig.served(*ids) or {}
+    entries = ((document.get("values") or {}).get(FLAG) or {}).get("_variants") or []
+    return [f"{e['name']} ({e['rule']})" if e.get("rule") else e["name"] for e in entries]
+
+
+def flag_summary(
+    console: Console, outcome: Rollout | None, variants: list[str], served: dict[str, int]
+) -> bool:
+    """Rollout C's line and the flag's state; True when both are as expected."""
     console.print("\n[bold]summary[/]")
-    ok = len(outcomes) == len(PLAN)
+    expected = FLAG_PLAN
+    if outcome is None:
+        console.print(
+            f"  rollout {expected.label}, variant {expected.version}: [red]did not end[/]"
+        )
+        return False
+    as_expected = outcome.phase == expected.phase
+    mark = "[green]as expected[/]" if as_expected else "[red]NOT as expected[/]"
+    steps = len(outcome.spec.steps)
+    reason = f": {outcome.reason}" if outcome.phase != Phase.SUCCEEDED else ""
+    console.print(
+        f"  rollout {expected.label}, variant {expected.version} ({expected.why}): "
+        f"{outcome.phase.value} at step {outcome.step + 1}/{steps}{reason} ({mark})"
+    )
+    flag_ok = variants == ["v2"]
+    reads = ", ".join(f"{v} {n}" for v, n in sorted(served.items()))
+    console.print(
+        f"  flag {FLAG} now: variants {', '.join(variants) or 'none'} "
+        + ("(v2 is the default, as expected)" if flag_ok else "[red](expected v2 alone)[/]")
+        + f"; the Agent served {reads}"
+    )
+    return as_expected and flag_ok
+
+
+def summary(
+    console: Console,
+    outcomes: list[Rollout],
+    alias: dict[str, Any],
+    took: float,
+    *,
+    flag_ok: bool = True,
+) -> int:
+    ok = len(outcomes) == len(PLAN) and flag_ok
     for expected in PLAN[len(outcomes) :]:
         console.print(
             f"  rollout {expected.label}, version {expected.version}: [red]did not end[/]"
@@ -493,7 +768,7 @@ def summary(console: Console, outcomes: list[Rollout], alias: dict[str, Any], to
     )
     console.print(f"took {took:.1f} s of wall time")
     console.print(
-        "[bold green]demo: both outcomes as expected[/]" if ok else "[bold red]demo: FAILED[/]"
+        "[bold green]demo: every outcome as expected[/]" if ok else "[bold red]demo: FAILED[/]"
     )
     return 0 if ok else 1
 

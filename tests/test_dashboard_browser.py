@@ -337,7 +337,7 @@ def test_the_demo_shows_both_rollouts_live_and_lingers_until_ctrl_c(page: Any, s
         page.goto("about:blank")  # a page left open would reconnect to the stopped daemon
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0
-        line_with("demo: both outcomes as expected", within=5)
+        line_with("demo: every outcome as expected", within=5)
     finally:
         if demo.poll() is None:
             demo.kill()

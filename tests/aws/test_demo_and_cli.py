@@ -17,7 +17,7 @@ from test_cli import GOOD
 from canary.cli import cli
 
 
-def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> None:
+def test_the_demo_promotes_a_and_the_flag_and_rolls_back_b_offline_within_90_seconds() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CANARY_"))}
     started = time.monotonic()
     run = subprocess.run(
@@ -40,7 +40,10 @@ def test_the_demo_promotes_a_and_rolls_back_b_offline_within_90_seconds() -> Non
     assert "(as expected)" in out.split("rolled_back at step 1/4")[1]
     assert re.search(r"error-rate 0\.0[5-9]\d* > max 0\.02", out), "B's failing value is shown"
     assert "alias live now serves: 2 (version 2 only, as expected)" in out
-    assert "demo: both outcomes as expected" in out
+    assert "rollout C, variant v2" in out
+    assert "flag new-pricing now: variants v2 (v2 is the default, as expected)" in out
+    assert re.search(r"C  step 1/4    10%  traffic at 10% .*COMPLETE", out), "C's deployment"
+    assert "demo: every outcome as expected" in out
     assert "Traceback" not in run.stderr
     assert took < 90
 
