@@ -365,6 +365,7 @@ CLIENT_VARIABLES = frozenset(
         "CANARY_REQUIRE_SERVICES",
         "CANARY_K8S_BIN",  # the test suite's Kubernetes server binaries (.ci/run sets it)
         "CANARY_IT_K8S",  # opt-in tests against a real cluster
+        "CANARY_IT_APPCONFIG",  # opt-in test against real AppConfig (app/environment/profile)
     }
 )
 

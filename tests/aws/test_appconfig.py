@@ -13,6 +13,7 @@ import json
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -436,3 +437,36 @@ def test_malformed_calls_are_refused_and_recorded(local: LocalAppConfig) -> None
     assert "Colour" in local.malformed[0]
     local.malformed.clear()
     assert c.list_deployment_strategies()["Items"]
+
+
+# ---------------------------------------------------------------- the IAM policy
+
+
+def policy_actions() -> set[str]:
+    root = Path(__file__).resolve().parents[2]
+    policy = json.loads((root / "deploy" / "iam-appconfig-flag.json").read_text())
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## AWS AppConfig feature flags")[1].split("\n## ")[0]
+    shown = json.loads(section.split("```json\n")[1].split("```")[0])
+    assert shown == policy, "the README shows deploy/iam-appconfig-flag.json"
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        found = statement["Action"]
+        actions |= {found} if isinstance(found, str) else set(found)
+    return actions
+
+
+async def test_the_least_privilege_policy_grants_every_call_the_strategy_makes_and_no_more(
+    aws: AwsClients, flag: Flag, clock: VirtualClock, local: LocalAppConfig
+) -> None:
+    local.calls.clear()
+    await Rig(aws, clock).run(spec())  # validate, observe, every shift, promote
+    s = strategy(aws, deployment_strategy=None)
+    local.latency = 600.0
+    with pytest.raises(TemporaryError):
+        await s.shift(10)
+    with pytest.raises(TemporaryError):  # stops ours, redeploys stable (still running)
+        await s.rollback()
+    assert "StopDeployment" in local.calls
+    called = {f"appconfig:{name}" for name in local.calls}
+    assert called == policy_actions()
