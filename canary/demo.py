@@ -32,6 +32,7 @@ the daemon and the page up after both rollouts have ended, until Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import json
 import logging
@@ -41,13 +42,13 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -301,14 +302,23 @@ class FlagTraffic:
     _next_user: int = 0
     _carry: dict[str, float] = field(default_factory=dict)
 
-    def _read(self, user: str) -> str:
-        request = urllib.request.Request(
-            f"{self.agent_url}/applications/{APPLICATION}/environments/{ENVIRONMENT}/"
-            f"configurations/{PROFILE}?flag={FLAG}",
-            headers={"Context": f"userId={user}"},
+    def _read(self, users: list[str]) -> list[str]:
+        """Each user's variant, asked of the Agent over one kept-alive connection."""
+        parts = urlsplit(self.agent_url)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+        path = (
+            f"/applications/{APPLICATION}/environments/{ENVIRONMENT}/configurations/{PROFILE}"
+            f"?flag={FLAG}"
         )
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return str(json.loads(answer.read()).get("_variant", "control"))
+        try:
+            variants = []
+            for user in users:
+                connection.request("GET", path, headers={"Context": f"userId={user}"})
+                answer = connection.getresponse()
+                variants.append(str(json.loads(answer.read()).get("_variant", "control")))
+            return variants
+        finally:
+            connection.close()
 
     def _users(self, seconds: float) -> list[str]:
         total = self._carry.get("users", 0.0) + self.per_second * seconds
@@ -320,7 +330,7 @@ class FlagTraffic:
 
     async def tick(self, seconds: float) -> dict[str, int]:
         users = self._users(seconds)
-        variants = await self.aws.run(lambda: [self._read(u) for u in users])
+        variants = await self.aws.run(lambda: self._read(users))
         counts: dict[str, int] = {}
         for variant in variants:
             counts[variant] = counts.get(variant, 0) + 1
