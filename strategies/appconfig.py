@@ -21,8 +21,9 @@ deployment in flight first), so a rollback restores the exact previous document;
 read compares the deployed document with the ones this strategy writes, so a deployment
 someone else made (another document) is a foreign split, which the engine calls drift.
 
-A foreign deployment in progress refuses ours: that is a ``ConflictError``, retried later.
-Our own deployment still in progress is a ``TemporaryError`` whose delay is the next look.
+A deployment in progress refuses ours (AppConfig's ConflictException), and ours takes as
+long as its strategy says: both are a ``ConflictError``, which the engine waits out with
+backoff, each wait recorded, without the retry budget that ends in a rollback.
 Clients see a deployed change only at their next poll (45 s by default with the Agent), so
 a split reports ``settle = client_poll`` and the engine starts the bake that much later.
 """
@@ -596,7 +597,7 @@ class AppConfigFlagStrategy:
 
     async def _settled(self, deployment: dict[str, Any], what: str) -> TrafficSplit:
         """The split of ``deployment`` once it is COMPLETE; waits a little, then hands the
-        wait back to the engine (a TemporaryError whose delay is the next look)."""
+        wait back to the engine (a ConflictError: it looks again later)."""
         number = int(deployment["DeploymentNumber"])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_IN_CALL
@@ -610,10 +611,11 @@ class AppConfigFlagStrategy:
                     f"{self._last_event(deployment)}; see the environment's monitors (alarms)"
                 )
             if loop.time() >= deadline:
-                raise TemporaryError(
-                    f"deployment #{number} ({what}) is {state} "
-                    f"{deployment.get('PercentageComplete', 0):g}%; looking again",
-                    delay=NEXT_LOOK,
+                # Waited for, like a conflict, without a retry budget: a named strategy may
+                # take an hour, and AppConfig ends every deployment (COMPLETE or rolled back).
+                raise ConflictError(
+                    f"deployment #{number} ({what}) is still {state} "
+                    f"{deployment.get('PercentageComplete', 0):g}%; waiting for it to complete"
                 )
             await asyncio.sleep(LOOK_EVERY)
             deployment = await self._deployment(number)

@@ -152,6 +152,24 @@ async def test_the_bake_starts_after_the_clients_poll_interval(
     assert "45s of it for clients to poll the change" in bakes[0].message
 
 
+async def test_a_named_slow_deployment_strategy_is_waited_for_however_long_it_takes(
+    aws: AwsClients, flag: Flag, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kind, "WAIT_IN_CALL", 0.02)
+    rig = Rig(aws, clock)
+    # 20% of hosts every 6 minutes, then a 30-minute bake: an hour per step, far past the
+    # 5-minute retry budget of a failing shift.
+    r = await rig.run(spec(deployment_strategy="AppConfig.Linear20PercentEvery6Minutes"))
+    assert r.phase == Phase.SUCCEEDED, r.reason
+    waits = [e for e in await rig.events(r) if e.kind == "traffic.shift_failed"]
+    assert waits and all(e.data["error"]["kind"] == "conflict" for e in waits)
+    assert any("still DEPLOYING 20%" in e.message for e in waits)
+    assert any("still BAKING 100%" in e.message for e in waits)
+    done = [d for d in flag.deployments() if d["DeploymentNumber"] > 1]
+    assert all(d["DeploymentDurationInMinutes"] == 30 for d in done)
+    assert r.updated_at - r.created_at > timedelta(hours=4)
+
+
 # ---------------------------------------------------------------- others' deployments
 
 
@@ -273,7 +291,7 @@ async def test_stop_deployment_ends_ours_rolled_back_and_the_rollback_redeploys_
 ) -> None:
     s = strategy(aws)
     local.latency = 600.0  # the 10% deployment is still DEPLOYING after the call's wait
-    with pytest.raises(TemporaryError, match="DEPLOYING"):
+    with pytest.raises(ConflictError, match="still DEPLOYING 0%; waiting for it to complete"):
         await s.shift(10)
     number = flag.deployments()[0]["DeploymentNumber"]
     split = await s.rollback()  # stopping ours leaves the version before it served
@@ -463,9 +481,9 @@ async def test_the_least_privilege_policy_grants_every_call_the_strategy_makes_a
     await Rig(aws, clock).run(spec())  # validate, observe, every shift, promote
     s = strategy(aws, deployment_strategy=None)
     local.latency = 600.0
-    with pytest.raises(TemporaryError):
+    with pytest.raises(ConflictError):
         await s.shift(10)
-    with pytest.raises(TemporaryError):  # stops ours, redeploys stable (still running)
+    with pytest.raises(ConflictError):  # stops ours, redeploys stable (still running)
         await s.rollback()
     assert "StopDeployment" in local.calls
     called = {f"appconfig:{name}" for name in local.calls}

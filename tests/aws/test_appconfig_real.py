@@ -87,11 +87,11 @@ async def _until_settled(s: AppConfigFlagStrategy, weight: float | None) -> Traf
     """A shift (or, for None, the rollback), called again while the deployment runs."""
     import asyncio
 
-    from strategies.base import TemporaryError
+    from strategies.base import ConflictError, TemporaryError
 
     for _ in range(60):
         try:
             return await (s.rollback() if weight is None else s.shift(weight))
-        except TemporaryError:
+        except (ConflictError, TemporaryError):  # still deploying
             await asyncio.sleep(5)
     raise AssertionError("the deployment did not complete within 5 minutes")
