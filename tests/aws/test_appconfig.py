@@ -36,7 +36,7 @@ from canary.clock import VirtualClock
 from canary.model import Phase
 from strategies.appconfig import AppConfigFlagStrategy, split_rule, with_rule
 from strategies.aws import AwsClients
-from strategies.base import ConflictError, PermanentError, TemporaryError
+from strategies.base import ConflictError, PermanentError
 from strategies.registry import Clients, create_strategy
 
 
@@ -162,7 +162,8 @@ async def test_a_named_slow_deployment_strategy_is_waited_for_however_long_it_ta
     r = await rig.run(spec(deployment_strategy="AppConfig.Linear20PercentEvery6Minutes"))
     assert r.phase == Phase.SUCCEEDED, r.reason
     waits = [e for e in await rig.events(r) if e.kind == "traffic.shift_failed"]
-    assert waits and all(e.data["error"]["kind"] == "conflict" for e in waits)
+    assert waits
+    assert all(e.data["error"]["kind"] == "conflict" for e in waits)
     assert any("still DEPLOYING 20%" in e.message for e in waits)
     assert any("still BAKING 100%" in e.message for e in waits)
     done = [d for d in flag.deployments() if d["DeploymentNumber"] > 1]
