@@ -518,8 +518,13 @@ class AppConfigFlagStrategy:
 
     async def rollback(self) -> TrafficSplit:
         _, flying = await self._latest()
-        if flying is not None and int(flying["DeploymentNumber"]) in self._ours:
-            await self._stop(int(flying["DeploymentNumber"]))
+        if flying is not None and flying.get("ConfigurationProfileId") == await self._profile():
+            number = int(flying["DeploymentNumber"])
+            seen = await self._split_of(flying)
+            # Ours, whether this process started it or one before a restart did: a document
+            # of this rollout's that is not the stable one.
+            if number in self._ours or seen.canary_weight not in (None, 0.0):
+                await self._stop(number)
         baseline, _ = await self._expected()
         return await self._deploy(baseline, self._stable(), "stable", restoring=True)
 

@@ -304,6 +304,26 @@ async def test_stop_deployment_ends_ours_rolled_back_and_the_rollback_redeploys_
     assert flag.live() == BASELINE
 
 
+async def test_after_a_restart_the_rollback_still_stops_the_rollouts_deployment(
+    aws: AwsClients, flag: Flag, local: LocalAppConfig
+) -> None:
+    local.latency = 600.0
+    with pytest.raises(ConflictError):
+        await strategy(aws).shift(25)
+    restarted = strategy(aws)  # a new process: it never started a deployment itself
+    assert (await restarted.rollback()).matches(0)
+    assert flag.deployments()[0]["State"] == "ROLLED_BACK"
+    assert flag.live() == BASELINE
+
+
+def test_canonical_fills_in_the_daemons_region_so_the_key_names_it() -> None:
+    target = spec().spec.targets[0]
+    made = kind.canonical(target, AwsClients(region="eu-west-1"))  # type: ignore[arg-type]
+    assert made.key() == "appconfig-flag/eu-west-1/storefront/production/flags/new-pricing"
+    named = spec(region="eu-west-1").spec.targets[0]
+    assert kind.canonical(named, AwsClients(region="us-east-1")).key() == made.key()  # type: ignore[arg-type]
+
+
 async def test_start_deployment_during_another_is_a_409_conflict(
     aws: AwsClients, flag: Flag, local: LocalAppConfig
 ) -> None:
