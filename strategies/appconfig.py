@@ -159,6 +159,23 @@ def canonical(target: AppConfigFlagTarget, aws: AwsClients) -> AppConfigFlagTarg
 # ---------------------------------------------------------------- the document
 
 
+_STAMPS = frozenset({"_createdAt", "_updatedAt"})
+
+
+def comparable(value: Any) -> Any:
+    """``value`` without AppConfig's own timestamps, which the console and the service may
+    add or renew: two documents that differ only there serve the same flags."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in _STAMPS}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    return bool(comparable(a) == comparable(b))
+
+
 def variants(document: dict[str, Any], flag: str) -> list[dict[str, Any]]:
     value = (document.get("values") or {}).get(flag) or {}
     found = value.get("_variants")
@@ -390,7 +407,7 @@ class AppConfigFlagStrategy:
             state = summary.get("State")
             if flying is None and state in IN_FLIGHT:
                 flying = await self._deployment(int(summary["DeploymentNumber"]))
-            if ours is None and state != "ROLLED_BACK":
+            if ours is None and state not in ("ROLLED_BACK", "REVERTED"):
                 full = await self._deployment(int(summary["DeploymentNumber"]))
                 if full.get("ConfigurationProfileId") == profile:
                     ours = full
@@ -427,11 +444,11 @@ class AppConfigFlagStrategy:
             f" {deployment.get('PercentageComplete', 0):g}%" if state in IN_FLIGHT else ""
         )
         settle = self.target.client_poll
-        if document == baseline:
+        if same(document, baseline):
             base = parse_split(base_rule)
             weight = base[1] if base and base[0] == t.split_by else 0.0
             return TrafficSplit(weight, stable=self.stable, detail=detail, settle=settle)
-        if document == promoted(baseline, t.flag, t.variant):
+        if same(document, promoted(baseline, t.flag, t.variant)):
             return TrafficSplit(100.0, stable=self.stable, detail=detail, settle=settle)
         rule = next(
             (e.get("rule") for e in variants(document, t.flag) if e.get("name") == t.variant),
@@ -441,7 +458,7 @@ class AppConfigFlagStrategy:
         if (
             parsed is not None
             and parsed[0] == t.split_by
-            and document == with_rule(baseline, t.flag, t.variant, rule)
+            and same(document, with_rule(baseline, t.flag, t.variant, rule))
         ):
             return TrafficSplit(parsed[1], stable=self.stable, detail=detail, settle=settle)
         return TrafficSplit(None, stable=self.stable, detail=f"{detail}: not canary's document")
@@ -556,7 +573,7 @@ class AppConfigFlagStrategy:
         live, flying = await self._latest()
         if live is not None:
             current = await self._document(str(live["ConfigurationVersion"]))
-            if current == wanted:
+            if same(current, wanted):
                 return await self._settled(live, what)
             seen = await self._split_of(live)
             if seen.canary_weight is None and not restoring:

@@ -509,3 +509,14 @@ async def test_the_least_privilege_policy_grants_every_call_the_strategy_makes_a
     assert "StopDeployment" in local.calls
     called = {f"appconfig:{name}" for name in local.calls}
     assert called == policy_actions()
+
+
+def test_appconfigs_own_timestamps_do_not_make_a_document_foreign() -> None:
+    stamped = json.loads(json.dumps(BASELINE))
+    stamped["flags"][FLAG]["_createdAt"] = "2026-01-01T00:00:00Z"
+    stamped["values"][FLAG]["_updatedAt"] = "2026-12-02T10:00:00Z"
+    renewed = json.loads(json.dumps(stamped))
+    renewed["values"][FLAG]["_updatedAt"] = "2026-12-02T11:00:00Z"
+    assert kind.same(stamped, renewed)
+    assert kind.same(with_rule(stamped, FLAG, "v2", "r"), with_rule(BASELINE, FLAG, "v2", "r"))
+    assert not kind.same(stamped, with_rule(BASELINE, FLAG, "v2", "r"))
