@@ -857,7 +857,10 @@ def _handler(
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():
+                if name.lower() not in _HOP:  # a repeated header (Context) joined with ","
+                    headers[name] = f"{headers[name]},{value}" if name in headers else value
             try:
                 status, out_headers, out = handle(self.command, self.path, headers, body)
             except OSError as exc:

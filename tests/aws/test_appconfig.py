@@ -520,3 +520,37 @@ def test_appconfigs_own_timestamps_do_not_make_a_document_foreign() -> None:
     assert kind.same(stamped, renewed)
     assert kind.same(with_rule(stamped, FLAG, "v2", "r"), with_rule(BASELINE, FLAG, "v2", "r"))
     assert not kind.same(stamped, with_rule(BASELINE, FLAG, "v2", "r"))
+
+
+async def test_the_agent_takes_context_in_one_header_or_several(
+    aws: AwsClients, flag: Flag, local: LocalAppConfig
+) -> None:
+    assert (await strategy(aws).shift(50)).matches(50)
+    user = next(f"u{i}" for i in range(1000) if 1 <= bucket(f"u{i}") < 40)  # v2 at 50%
+    path = (
+        f"{local.agent_url}/applications/storefront/environments/production/configurations/"
+        f"flags?flag={FLAG}"
+    )
+    for headers in (
+        [("Context", f"country=DE,userId={user}")],
+        [("Context", "country=DE"), ("Context", f"userId={user}")],
+    ):
+        answer = await in_thread(_get_with_headers, path, headers)
+        assert answer["_variant"] == "v2", headers
+    assert (await in_thread(_get_with_headers, path, []))["_variant"] == "control"
+
+
+def _get_with_headers(url: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        connection.putrequest("GET", f"{parts.path}?{parts.query}")
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        return dict(json.loads(connection.getresponse().read()))
+    finally:
+        connection.close()
