@@ -46,10 +46,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 _AUTH = (
-    "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/appconfig/aws4_request, "
+    "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/appconfig/aws4_request, "
     "SignedHeaders=host, Signature=0"
 )
-_SIGNED_FOR = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
+_SIGNED_FOR = re.compile(
+    r"Credential=[^/]+/[^/]+/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request"
+)
 _HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "host"}
 IN_FLIGHT = ("DEPLOYING", "BAKING", "ROLLING_BACK")
 PREDEFINED = (
@@ -239,6 +241,7 @@ class Environment:
     name: str
     description: str = ""
     monitors: list[dict[str, str]] = field(default_factory=list)
+    region: str = "us-east-1"
 
     def to_json(self, state: str) -> dict[str, Any]:
         return {
@@ -331,6 +334,7 @@ class LocalAppConfig:
         now: Callable[[], float] = time.monotonic,
         latency: float = 0.5,
         agent_poll: float = 0.0,
+        region: str = "us-east-1",
     ) -> None:
         parts = urlsplit(moto_url)
         self.moto_url = moto_url
@@ -338,6 +342,8 @@ class LocalAppConfig:
         self.now = now
         self.latency = latency
         self.agent_poll = agent_poll
+        self.region = region  # of the Agent's reads; API calls are in the region they sign
+        self._calling = threading.local()  # the region of the API call being handled
         self.ops = Operations()
         self.malformed: list[str] = []
         self.calls: list[str] = []  # operation names, in order
@@ -350,7 +356,7 @@ class LocalAppConfig:
         self.strategies: dict[str, dict[str, Any]] = {}
         self.deployments: dict[tuple[str, str], list[Deployment]] = {}
         self._agent_cache: dict[tuple[str, str, str], tuple[float, dict[str, Any] | None]] = {}
-        self._cloudwatch: Any = None
+        self._cloudwatch: dict[str, Any] = {}  # region -> a client of moto's CloudWatch
         self.reset()
         self._api = _Server(("127.0.0.1", 0), _handler(self, self.handle))
         self._agent = _Server(("127.0.0.1", 0), _handler(self, self.agent))
@@ -419,12 +425,16 @@ class LocalAppConfig:
         finally:
             connection.close()
 
-    def _get(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        """A GET of our own to moto, signed for appconfig (moto routes by the signing name)."""
-        return self._forward("GET", path, {"Authorization": _AUTH}, b"")
+    def _get(
+        self, path: str, region: str | None = None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A GET of our own to moto, signed for appconfig in the region of the call being
+        handled (moto routes by the signing name and keeps each region apart)."""
+        region = region or getattr(self._calling, "region", None) or self.region
+        return self._forward("GET", path, {"Authorization": _AUTH.format(region=region)}, b"")
 
-    def _moto_json(self, path: str) -> dict[str, Any] | None:
-        status, _, out = self._get(path)
+    def _moto_json(self, path: str, region: str | None = None) -> dict[str, Any] | None:
+        status, _, out = self._get(path, region)
         return json.loads(out) if status < 300 and out else None
 
     def _application(self, app: str) -> None:
@@ -456,6 +466,7 @@ class LocalAppConfig:
             # Another service's call (Lambda, CloudWatch): moto's, unchanged. One endpoint
             # serves a daemon's every AWS client, as AWS_ENDPOINT_URL would.
             return self._forward(method, target, headers, body)
+        self._calling.region = signed["region"] if signed is not None else self.region
         try:
             op, labels = self.ops.route(method, parts.path)
             params = self.ops.params(op, labels, parse_qs(parts.query), headers, body)
@@ -513,7 +524,12 @@ class LocalAppConfig:
         if any(e.application == app and e.name == p["Name"] for e in self.environments.values()):
             raise ApiError(409, "ConflictException", f"Environment {p['Name']} already exists")
         env = Environment(
-            app, _id(), p["Name"], p.get("Description", ""), list(p.get("Monitors") or [])
+            app,
+            _id(),
+            p["Name"],
+            p.get("Description", ""),
+            list(p.get("Monitors") or []),
+            getattr(self._calling, "region", self.region),
         )
         self.environments[env.id] = env
         return 201, env.to_json("ReadyForDeployment")
@@ -675,17 +691,18 @@ class LocalAppConfig:
         names = [m["AlarmArn"].split(":alarm:")[-1] for m in env.monitors if "AlarmArn" in m]
         if not names:
             return None
-        if self._cloudwatch is None:
+        if env.region not in self._cloudwatch:
             import boto3
 
-            self._cloudwatch = boto3.client(
+            self._cloudwatch[env.region] = boto3.client(
                 "cloudwatch",
                 endpoint_url=self.moto_url,
-                region_name="us-east-1",
+                region_name=env.region,
                 aws_access_key_id="local",
                 aws_secret_access_key="local",
             )
-        alarms = self._cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
+        found = self._cloudwatch[env.region].describe_alarms(AlarmNames=names)
+        alarms = found["MetricAlarms"]
         return next((a["AlarmArn"] for a in alarms if a["StateValue"] == "ALARM"), None)
 
     def _advance(self, d: Deployment) -> None:
@@ -748,9 +765,11 @@ class LocalAppConfig:
             if not done:
                 return None
             version = done[-1].version
+            region = self.environments[env].region
         status, _, out = self._get(
             f"/applications/{app}/configurationprofiles/{profile}/hostedconfigurationversions/"
-            f"{version}"
+            f"{version}",
+            region,
         )
         return json.loads(out) if status < 300 else None
 
@@ -765,7 +784,9 @@ class LocalAppConfig:
             ),
             env,
         )
-        found = self._moto_json(f"/applications/{app_id}/configurationprofiles") or {}
+        env_of = self.environments.get(env_id)
+        region = env_of.region if env_of is not None else self.region
+        found = self._moto_json(f"/applications/{app_id}/configurationprofiles", region) or {}
         prof_id = next(
             (i["Id"] for i in found.get("Items", []) if profile in (i["Id"], i["Name"])), profile
         )

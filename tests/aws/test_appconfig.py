@@ -554,3 +554,71 @@ def _get_with_headers(url: str, headers: list[tuple[str, str]]) -> dict[str, Any
         return dict(json.loads(connection.getresponse().read()))
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize(
+    ("variant", "code", "expected"),
+    [
+        (
+            "v2",
+            0,
+            "ok: new-pricing-engine: appconfig-flag/eu-west-1/storefront/production/"
+            "feature-flags/new-pricing-engine",
+        ),
+        ("v3", 1, "flag 'new-pricing-engine' has no variant 'v3'"),
+    ],
+)
+def test_validate_preflight_of_the_example_asks_appconfig_in_its_region(
+    local: LocalAppConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variant: str,
+    code: int,
+    expected: str,
+) -> None:
+    import boto3
+    from click.testing import CliRunner
+
+    from canary.cli import cli
+
+    c = boto3.client("appconfig", endpoint_url=local.url, region_name="eu-west-1", **DUMMY)
+    document = json.loads(json.dumps(BASELINE).replace(FLAG, "new-pricing-engine"))
+    app = c.create_application(Name="storefront")["Id"]
+    env = c.create_environment(ApplicationId=app, Name="production")["Id"]
+    profile = c.create_configuration_profile(
+        ApplicationId=app,
+        Name="feature-flags",
+        LocationUri="hosted",
+        Type="AWS.AppConfig.FeatureFlags",
+    )["Id"]
+    version = c.create_hosted_configuration_version(
+        ApplicationId=app,
+        ConfigurationProfileId=profile,
+        Content=json.dumps(document).encode(),
+        ContentType="application/json",
+    )["VersionNumber"]
+    c.start_deployment(
+        ApplicationId=app,
+        EnvironmentId=env,
+        DeploymentStrategyId="AppConfig.Linear50PercentEvery30Seconds",
+        ConfigurationProfileId=profile,
+        ConfigurationVersion=str(version),
+    )
+    local.now = lambda: 1e9  # long after that deployment's minute and bake
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config" / "examples" / "appconfig-flag.yaml").read_text()
+    path = tmp_path / "rollout.yaml"
+    text = text.split("  analysis:")[0] + (  # a CloudWatch gate: moto answers it
+        "  analysis:\n    gates:\n      - {name: errors, provider: cloudwatch, max: 0.01,\n"
+        "         metrics: {e: {namespace: Storefront, metric: Failed, stat: Average}},"
+        " query: e}\n"
+    )
+    path.write_text(text.replace("variant: v2 ", f"variant: {variant} "))
+    monkeypatch.setenv("CANARY_AWS_ENDPOINT_URL", local.url)
+    run = CliRunner().invoke(cli, ["validate", "-f", str(path), "--preflight"])
+    assert run.exit_code == code, run.output
+    assert expected in run.output
+    assert [
+        d["DeploymentNumber"]
+        for d in c.list_deployments(ApplicationId=app, EnvironmentId=env)["Items"]
+    ] == [1], "a preflight deploys nothing"
