@@ -30,7 +30,7 @@ from canary.events import ActionError, ErrorKind
 from canary.metrics import Metrics
 from canary.model import Rollout
 from canary.slack import build_notifier
-from canary.store import Store, StoreError, open_store
+from canary.store import Store, StoreError, display_url, open_store
 from config.errors import SpecError
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -73,10 +73,15 @@ def lock_store(store_url: str) -> IO[str] | None:
 
 
 def unusable_store(store_url: str, why: str) -> DaemonError:
-    return DaemonError(
-        f"CANARY_STORE_URL {store_url!r} cannot be used: {why}; give a file in a writable "
-        "directory, e.g. sqlite:////var/lib/canary/canary.db"
-    )
+    if store_url.startswith("postgresql://"):
+        fix = (
+            "check that the server answers at that address, that the database exists and "
+            "that the user may create tables in it (the URL is libpq's: "
+            "postgresql://user:password@host:5432/dbname)"
+        )
+    else:
+        fix = "give a file in a writable directory, e.g. sqlite:////var/lib/canary/canary.db"
+    return DaemonError(f"CANARY_STORE_URL {display_url(store_url)!r} cannot be used: {why}; {fix}")
 
 
 async def open_daemon_store(store_url: str) -> Store:
@@ -251,7 +256,12 @@ async def run_daemon(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
-    log.info("daemon.ready", listen=settings.listen, store=settings.store_url, version=__version__)
+    log.info(
+        "daemon.ready",
+        listen=settings.listen,
+        store=display_url(settings.store_url),
+        version=__version__,
+    )
     await stop.wait()
     log.info("daemon.stopping")
     await engine.stop()
