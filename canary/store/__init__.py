@@ -36,6 +36,7 @@ __all__ = [
     "StoreError",
     "TargetBusy",
     "Unreadable",
+    "display_url",
     "open_store",
 ]
 

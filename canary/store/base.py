@@ -245,10 +245,11 @@ class LeaseLost(StoreError):
     """A fenced write by a replica that no longer holds the rollout's lease (several
     replicas on PostgreSQL): another replica drives the rollout now, or the lease lapsed."""
 
-    def __init__(self, rollout_id: str, fence: int, detail: str) -> None:
+    def __init__(self, rollout_id: str, fence: int | None, detail: str) -> None:
+        token = f" (fencing token {fence})" if fence is not None else ""
         super().__init__(
-            f"rollout {rollout_id}: this replica's lease (fencing token {fence}) is gone: "
-            f"{detail}; the write was refused and the replica stops driving it"
+            f"rollout {rollout_id}: this replica's lease{token} is gone: {detail}; the "
+            "write was refused and the replica stops driving it"
         )
         self.rollout_id = rollout_id
         self.fence = fence
