@@ -82,7 +82,10 @@ class Replica:
     async def offer(self, rollout_id: str) -> None:
         """A rollout this replica just created: drive it if that is within its share; the
         other replicas heard of it (``NOTIFY``) and claim it otherwise."""
-        await self._claim(only=rollout_id)
+        try:
+            await self._claim(only=rollout_id)
+        except StoreError as exc:  # it is stored: the next claim pass (anyone's) takes it
+            log.warning("replica.claim_failed", rollout_id=rollout_id, error=str(exc))
 
     def held(self) -> dict[str, int]:
         """The leases held now: rollout id -> fencing token."""

@@ -277,7 +277,7 @@ async def test_kill_9_of_the_busiest_replica_then_every_rollout_finishes_on_the_
         resumed = [e for e in await store.events(rid) if e.kind == "daemon.resumed"]
         assert len(resumed) == 1, rid
         waited = (resumed[0].at - killed_at).total_seconds()
-        assert waited <= TTL + RENEW + 1.5, f"{function_of[rid]} resumed {waited:.1f}s after"
+        assert waited <= TTL + RENEW + 2, f"{function_of[rid]} resumed {waited:.1f}s after"
     taken = {
         line["rollout_id"]
         for line in survivor.lines()
