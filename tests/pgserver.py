@@ -49,7 +49,9 @@ class PgServer:
         self.port = free_port()
         self.user = "canary"
         self._as = _run_as()
-        self.dir = Path(tempfile.mkdtemp(prefix="canary-pg-"))
+        # The server's user must reach its directory: under /tmp, not a private TMPDIR.
+        where = "/tmp" if self._as is not None and os.path.isdir("/tmp") else None
+        self.dir = Path(tempfile.mkdtemp(prefix="canary-pg-", dir=where))
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
