@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
+from daemon import serve
+from services import free_port
 from store_contract import T0, make_rollout, new_events
 
 from canary.model import Phase
 from canary.store import LeaseLost, StaleWrite, StoreError, open_store
 from canary.store.postgres import SCHEMA_VERSION, Notice, PostgresStore
+from config.errors import SpecError
+from config.settings import load_settings
 
 TTL = 30.0
 
@@ -204,10 +209,56 @@ async def test_a_password_in_the_url_is_never_shown(pg: object) -> None:
     assert "s3cret" not in str(refused.value)
 
 
-async def test_a_store_without_leases_refuses_a_fence(tmp_path: object) -> None:
+async def test_a_store_without_leases_refuses_a_fence() -> None:
     from canary.store import MemoryStore
 
     store = MemoryStore()
     r, _ = await store.create(make_rollout(), [], T0)
     with pytest.raises(ValueError, match="no leases"):
         await store.save(r, [], T0, fence=1)
+
+
+def test_serve_refuses_an_unreachable_database_naming_the_setting_not_the_password(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql://canary:s3cret@127.0.0.1:{free_port()}/canary"
+    proc = serve(tmp_path, CANARY_STORE_URL=url, CANARY_LISTEN=f"127.0.0.1:{free_port()}")
+    out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 2, err
+    shown = url.replace(":s3cret@", ":***@")
+    assert f"CANARY_STORE_URL {shown!r} cannot be used" in err
+    assert "check that the server answers" in err
+    assert "s3cret" not in out + err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("env", "path", "message"),
+    [
+        ({"CANARY_LEASE_TTL": "0"}, "CANARY_LEASE_TTL", "from 0.1 to 3600"),
+        (
+            {"CANARY_LEASE_TTL": "10", "CANARY_LEASE_RENEW": "6"},
+            "CANARY_LEASE_RENEW",
+            "more than half of CANARY_LEASE_TTL",
+        ),
+        ({"CANARY_RETENTION_DAYS": "-1"}, "CANARY_RETENTION_DAYS", "0 (keep forever)"),
+        ({"CANARY_STORE_URL": "postgres://u:pw@db/x"}, "CANARY_STORE_URL", "postgresql://"),
+    ],
+)
+def test_lease_and_retention_settings_are_checked(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], path: str, message: str
+) -> None:
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(SpecError) as caught:
+        load_settings()
+    (problem,) = caught.value.problems
+    assert problem.path == path
+    assert message in problem.message
+    assert ":pw@" not in str(caught.value)
+
+
+def test_lease_and_retention_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.lease_ttl, settings.lease_renew, settings.retention_days) == (15, 5, 90)
