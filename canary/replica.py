@@ -127,6 +127,8 @@ class Replica:
                 await self._tick()
             except StoreError as exc:
                 log.warning("replica.renew_failed", error=str(exc), retry_in=self.renew)
+            except Exception as exc:  # never let the leases' loop die: they would all lapse
+                log.exception("replica.tick_failed", error=repr(exc), retry_in=self.renew)
 
     async def _tick(self) -> None:
         started = time.monotonic()
@@ -165,6 +167,8 @@ class Replica:
                     await self._heard(notice)
             except StoreError as exc:
                 log.warning("replica.listen_failed", error=str(exc), retry_in=1.0)
+            except Exception as exc:  # a bug here must not deafen the replica for good
+                log.exception("replica.listen_failed", error=repr(exc), retry_in=1.0)
             # Anything announced while not listening: every rollout decides again.
             for rid in self._held:
                 self.engine.scheduler.wake_running(rid)

@@ -17,6 +17,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -147,7 +148,7 @@ class PgServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: no wait for clients
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
