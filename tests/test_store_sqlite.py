@@ -1,18 +1,19 @@
-"""The SQLite store against the store contract, plus what only a file can show."""
+"""What only the SQLite file can show (the contract runs in test_store_contract.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from store_contract import T0, Corrupt, StoreContract, make_rollout, new_events
+from store_contract import T0, make_rollout, new_events
 
 from canary.model import Phase
-from canary.store import MemoryStore, SQLiteStore, Store, StoreError, TargetBusy, open_store
+from canary.store import MemoryStore, SQLiteStore, StoreError, TargetBusy, open_store
 from canary.store.sqlite import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
@@ -21,19 +22,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     store = SQLiteStore(tmp_path / "canary.db")
     yield store
     await store.close()
-
-
-class TestSQLiteStore(StoreContract):
-    """The whole contract, on the ``store`` fixture above."""
-
-    @pytest.fixture
-    def corrupt(self) -> Corrupt:
-        async def replace(store: Store, rollout_id: str, text: str) -> None:
-            assert isinstance(store, SQLiteStore)
-            with raw(store.path) as db:
-                db.execute("UPDATE rollouts SET record = ? WHERE id = ?", (text, rollout_id))
-
-        return replace
 
 
 @contextmanager
@@ -178,7 +166,15 @@ async def test_open_store_memory_url() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["postgres://db/canary", "sqlite://canary.db", "sqlite:///", "memory://x", "canary.db", ""],
+    [
+        "postgres://db/canary",
+        "postgresql://",
+        "sqlite://canary.db",
+        "sqlite:///",
+        "memory://x",
+        "canary.db",
+        "",
+    ],
 )
 def test_open_store_refuses_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="unsupported store URL") as caught:
@@ -186,4 +182,36 @@ def test_open_store_refuses_other_urls(url: str) -> None:
 
     message = str(caught.value)
     assert "sqlite:///path/to/canary.db" in message
+    assert "postgresql://user:password@host:5432/dbname" in message
     assert "memory://" in message
+
+
+async def test_the_daemon_prunes_ended_rollouts_past_retention(store: SQLiteStore) -> None:
+    from canary.clock import RealClock
+    from canary.daemon import keep_retention
+
+    clock = RealClock()
+    now = clock.now()
+    old, _ = await store.create(make_rollout("old", at=now - timedelta(days=40)), [], now)
+    old, _ = await store.save(
+        old.model_copy(update={"phase": Phase.SUCCEEDED}), [], now - timedelta(days=31)
+    )
+    kept, _ = await store.create(make_rollout("kept"), [], now)
+    kept, _ = await store.save(
+        kept.model_copy(update={"phase": Phase.SUCCEEDED}), [], now - timedelta(days=29)
+    )
+    forever = asyncio.create_task(keep_retention(store, clock, 0, 0.01))
+    await asyncio.sleep(0.1)
+    assert forever.done(), "retention 0 keeps everything: nothing runs"
+    assert len(await store.list()) == 2
+
+    task = asyncio.create_task(keep_retention(store, clock, 30, 0.01))
+    try:
+        for _ in range(200):
+            if [r.id for r in await store.list()] == [kept.id]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [r.id for r in await store.list()] == [kept.id]
