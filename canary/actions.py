@@ -379,4 +379,5 @@ def hook_call(r: Rollout, point: str, hook: str, now: datetime) -> HookCall:
         at=now.isoformat(),
         timestamp=int(now.timestamp()),
         reason=r.reason if point == "on-rollback" else None,
+        elapsed=(now - r.created_at).total_seconds(),
     )

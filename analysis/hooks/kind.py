@@ -131,6 +131,7 @@ class HookCall:
     timestamp: int  # the same instant in Unix seconds (signed with the body)
     reason: str | None = None  # on-rollback: why
     build: str | None = None
+    elapsed: float = 0.0  # seconds since the rollout was created (scripted answers); not sent
 
     def payload(self) -> dict[str, Any]:
         return {
