@@ -79,7 +79,8 @@ async def test_a_2xx_passes_and_the_service_sees_a_valid_signature_and_the_setti
 ) -> None:
     result = await run_hook(hook(service.answers("smoke", "pass")), caller, CALL, 0.0)
     assert result.verdict == Verdict.PASS
-    assert result.detail["status"] == 200 and '"tests": 12' in result.detail["body"]
+    assert result.detail["status"] == 200
+    assert '"tests": 12' in result.detail["body"]
     [got] = service.calls("smoke")
     assert got.signed, "the service could not verify the signature"
     assert got.headers["X-Canary-Timestamp"] == str(int(T0.timestamp()))
@@ -138,7 +139,8 @@ async def test_a_5xx_is_an_error_after_its_retries_not_a_failure(
     result = await run_hook(hook(service.answers("smoke", "5xx"), retries=2), caller, CALL, 0.0)
     assert result.verdict == Verdict.ERROR
     assert len(service.calls("smoke")) == 3
-    assert result.detail["attempts"] == 3 and result.detail["status"] == 503
+    assert result.detail["attempts"] == 3
+    assert result.detail["status"] == 503
 
 
 async def test_a_timeout_is_an_error_not_a_failure(
@@ -146,7 +148,8 @@ async def test_a_timeout_is_an_error_not_a_failure(
 ) -> None:
     result = await run_hook(hook(service.answers("smoke", "slow"), timeout="1s"), caller, CALL)
     assert result.verdict == Verdict.ERROR
-    assert "timeout" in result.explanation and result.detail["timeout"] == 1.0
+    assert "timeout" in result.explanation
+    assert result.detail["timeout"] == 1.0
 
 
 async def test_a_flapping_service_passes_on_a_retry(
@@ -154,14 +157,16 @@ async def test_a_flapping_service_passes_on_a_retry(
 ) -> None:
     url = service.answers("smoke", "5xx", "pass")
     result = await run_hook(hook(url, retries=1), caller, CALL, 0.0)
-    assert result.verdict == Verdict.PASS and result.detail["attempts"] == 2
+    assert result.verdict == Verdict.PASS
+    assert result.detail["attempts"] == 2
 
 
 async def test_an_unreachable_service_is_an_error(caller: WebhookCaller) -> None:
     from services import free_port
 
     result = await run_hook(hook(f"http://127.0.0.1:{free_port()}/smoke"), caller, CALL, 0.0)
-    assert result.verdict == Verdict.ERROR and "unreachable" in result.explanation
+    assert result.verdict == Verdict.ERROR
+    assert "unreachable" in result.explanation
 
 
 async def test_the_body_kept_in_the_verdict_is_bounded(
@@ -169,7 +174,8 @@ async def test_the_body_kept_in_the_verdict_is_bounded(
 ) -> None:
     result = await run_hook(hook(service.answers("smoke", "big")), caller, CALL, 0.0)
     assert result.verdict == Verdict.PASS
-    assert len(result.detail["body"]) <= 512 and result.detail["body"].endswith("…")
+    assert len(result.detail["body"]) <= 512
+    assert result.detail["body"].endswith("…")
 
 
 # --- settings and submit ------------------------------------------------------------------
@@ -187,8 +193,10 @@ def test_a_short_secret_is_refused_naming_the_variable() -> None:
 def test_the_secret_and_headers_never_show_in_a_repr() -> None:
     settings = Settings(webhook_secret=SECRET, webhook_headers={"X-Api-Key": "k3y-value"})
     caller = build(settings, None)
-    assert SECRET not in repr(settings) and "k3y-value" not in repr(settings)
-    assert SECRET not in repr(caller) and "k3y-value" not in repr(caller)
+    assert SECRET not in repr(settings)
+    assert "k3y-value" not in repr(settings)
+    assert SECRET not in repr(caller)
+    assert "k3y-value" not in repr(caller)
 
 
 def test_a_webhook_hook_on_a_daemon_without_a_secret_is_refused_at_submit() -> None:
@@ -286,8 +294,10 @@ async def test_a_rollout_that_fails_its_smoke_test_at_25_is_rolled_back_with_the
     assert smoke[0].data["result"]["detail"]["status"] == 422
     assert "payment step" in smoke[0].data["result"]["detail"]["body"]
     [started] = [e for e in events if e.kind == EventKind.ROLLBACK_STARTED]
-    assert started.data["cause"] == "gate_failed" and started.data["point"] == "step"
-    assert "smoke" in started.data["reason"] and "payment step" in started.data["reason"]
+    assert started.data["cause"] == "gate_failed"
+    assert started.data["point"] == "step"
+    assert "smoke" in started.data["reason"]
+    assert "payment step" in started.data["reason"]
     assert all(c.signed for c in service.calls("smoke"))
     assert max(e.weight for e in events) == 25
 
@@ -309,7 +319,8 @@ async def test_a_timeout_counts_as_an_error_against_the_error_limit_not_as_a_fai
     doc = rollout_document(service.answers("smoke", "slow"), [], consecutive_error_limit=1)
     r, events, _ = await run(doc, caller)
     assert r.phase == Phase.ROLLED_BACK
-    assert r.cause is not None and r.cause.value == "provider_errors"
+    assert r.cause is not None
+    assert r.cause.value == "provider_errors"
     assert r.counters.failures == 0
     assert {e.data["result"]["verdict"] for e in answered(events, "smoke")} == {"ERROR"}
 
@@ -331,9 +342,11 @@ async def test_a_failing_on_rollback_hook_is_recorded_and_does_not_hold_the_roll
     [rolled_back] = [e for e in events if e.kind == EventKind.ROLLOUT_ROLLED_BACK]
     [told] = answered(events, "tell-oncall")
     assert rolled_back.seq < told.seq  # traffic was restored first, then the hook was told
-    assert told.data["result"]["verdict"] == "ERROR" and told.data["point"] == "on-rollback"
+    assert told.data["result"]["verdict"] == "ERROR"
+    assert told.data["point"] == "on-rollback"
     payload = service.calls("oncall")[0].payload
-    assert payload["point"] == "on-rollback" and "smoke" in payload["reason"]
+    assert payload["point"] == "on-rollback"
+    assert "smoke" in payload["reason"]
     assert len(service.calls("oncall")) == 2  # its retry, then recorded: nothing else
 
 
