@@ -365,3 +365,25 @@ async def test_a_pre_promotion_hook_gates_the_promotion(
     assert not [e for e in events if e.kind == EventKind.ROLLOUT_SUCCEEDED]
     assert fleet.backend(doc.spec.targets[0].key()).extra_weight == 0
     assert [e.data["result"]["verdict"] for e in answered(events, "final")] == ["FAIL"]
+
+
+async def test_the_readmes_verification_snippet_accepts_canarys_signature_only(
+    service: HookService, caller: WebhookCaller
+) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Webhook signature") :]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    namespace: dict[str, Any] = {}
+    exec(match.group(1), namespace)  # the snippet as a receiver would paste it
+    verify = namespace["verify"]
+    await run_hook(hook(service.answers("smoke", "pass")), caller, CALL, 0.0)
+    [got] = service.calls("smoke")
+    old_enough = 10**10  # CALL's timestamp is the virtual clock's, not now
+    assert verify(SECRET.encode(), got.headers, got.body, tolerance=old_enough)
+    assert not verify(b"another-secret-entirely", got.headers, got.body, tolerance=old_enough)
+    assert not verify(SECRET.encode(), got.headers, got.body + b" ", tolerance=old_enough)
+    assert not verify(SECRET.encode(), got.headers, got.body)  # a replay a year late

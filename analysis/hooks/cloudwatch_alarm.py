@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from analysis.base import Verdict
-from analysis.hooks.kind import HookAnswer, HookCall, HookError, HookKind, HookSpec, excerpt
+from analysis.hooks.kind import (
+    AWS_ACCESS,
+    HookAnswer,
+    HookCall,
+    HookError,
+    HookKind,
+    HookSpec,
+    excerpt,
+)
 from config.targets import Region
 from strategies.aws import AwsClients, from_settings
 from strategies.base import StrategyError, TemporaryError
@@ -102,5 +110,6 @@ HOOK = HookKind(
     settings=None,
     clients=from_settings,
     build=build,
+    uses=AWS_ACCESS,
     gate_only=True,
 )

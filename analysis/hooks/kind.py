@@ -40,6 +40,8 @@ POINTS: tuple[str, ...] = ("pre-rollout", "step", "pre-promotion", "post-rollout
 GATE_POINTS = frozenset({"pre-rollout", "step", "pre-promotion"})
 """Points where a hook's answer decides; at the others it is recorded only."""
 
+AWS_ACCESS = "the daemon's AWS access (`CANARY_AWS_REGION`, `CANARY_AWS_ENDPOINT_URL`)"
+
 BODY_EXCERPT = 512
 """Characters of an answer's body kept in the verdict: enough to say why, bounded."""
 
@@ -196,6 +198,8 @@ class HookKind(Generic[C]):
     unconfigured: str = ""
     gate_only: bool = False
     """Only a gate (an alarm state): refused at post-rollout and on-rollback."""
+    uses: str = ""
+    """Settings it shares with others (the daemon's AWS access, the prometheus provider's)."""
 
 
 def excerpt(text: str, limit: int = BODY_EXCERPT) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from analysis.base import Verdict
 from analysis.hooks.kind import (
+    AWS_ACCESS,
     HookAnswer,
     HookCall,
     HookError,
@@ -93,4 +94,5 @@ HOOK = HookKind(
     settings=None,
     clients=from_settings,
     build=build,
+    uses=AWS_ACCESS,
 )

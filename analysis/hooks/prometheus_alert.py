@@ -102,4 +102,5 @@ HOOK = HookKind(
     build=build,
     unconfigured="set CANARY_PROMETHEUS_URL to turn on prometheus-alert hooks",
     gate_only=True,
+    uses="`CANARY_PROMETHEUS_*` (the prometheus provider's)",
 )
