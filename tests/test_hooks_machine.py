@@ -230,3 +230,57 @@ def test_on_rollback_hooks_are_told_only_when_traffic_had_moved() -> None:
     d = doc([hook("oncall", "on-rollback")])
     assert decide(rollout(Phase.ROLLED_BACK, d), T0) == RunHooks("on-rollback", ("oncall",))
     assert decide(rollout(Phase.ROLLED_BACK, d, started=False), T0) == Done()
+
+
+# --- what others make of a hook's answer --------------------------------------------------
+
+
+def test_a_failed_hook_answer_is_a_slack_reply_and_a_passing_one_is_not() -> None:
+    from canary.model import Event
+    from canary.slack.render import reply
+
+    r = shifted(rollout(Phase.SHIFTING, doc([hook("smoke", "step", weight=25)])), 25, now=0)
+    _, failed = answered(r, "step", answer("smoke", Verdict.FAIL), now=0)
+    _, passed = answered(r, "step", answer("smoke", Verdict.PASS), now=0)
+
+    def stored(e: Any) -> Event:
+        return Event(
+            rollout_id="r1",
+            seq=1,
+            at=T0,
+            kind=e.kind,
+            step=1,
+            weight=25,
+            message=e.message,
+            data=e.data,
+        )
+
+    message = reply(stored(failed[0]))
+    assert message is not None
+    assert "Hook smoke said FAIL" in message.text
+    assert reply(stored(passed[0])) is None
+
+
+def test_hook_verdicts_are_counted_in_the_gate_verdict_metric() -> None:
+    from canary.metrics import Metrics
+    from canary.model import Event
+
+    r = shifted(rollout(Phase.SHIFTING, doc([hook("smoke", "step", weight=25)])), 25, now=0)
+    r2, events = answered(r, "step", answer("smoke", Verdict.FAIL), now=0)
+    metrics = Metrics()
+    stored = [
+        Event(
+            rollout_id="r1",
+            seq=1,
+            at=T0,
+            kind=e.kind,
+            step=1,
+            weight=25,
+            message=e.message,
+            data=e.data,
+        )
+        for e in events
+    ]
+    metrics.saved(r2, stored)
+    text = metrics.render().decode()
+    assert 'gate="smoke",verdict="FAIL"' in text
