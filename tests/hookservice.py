@@ -3,9 +3,9 @@
 It listens on a real socket (aiohttp, in the test's event loop), answers each path with the
 next behaviour queued for it (the last one repeats): ``pass`` (200), ``fail`` (422 with a
 body), ``fail-json`` (200 with ``{"status": "fail"}``), ``5xx`` (503), ``slow`` (answers
-after ``slow_seconds``) or ``big`` (200 with a 20 kB body). It checks every request's
-signature the way the README tells a receiver to, with its own code, and records what it
-got, so a test asserts what a real receiver would see.
+after ``slow_seconds``), ``moved`` (302) or ``big`` (200 with a 20 kB body). It checks
+every request's signature the way the README tells a receiver to, with its own code, and
+records what it got, so a test asserts what a real receiver would see.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ class HookService:
         if behaviour == "slow":
             await asyncio.sleep(self.slow_seconds)
             return web.json_response({"status": "pass"})
+        if behaviour == "moved":
+            raise web.HTTPFound("https://tests.example.com/new-smoke")
         if behaviour == "big":
             return web.Response(status=200, text="x" * 20_000)
         raise AssertionError(f"unknown behaviour {behaviour!r}")

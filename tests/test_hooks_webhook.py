@@ -161,6 +161,15 @@ async def test_a_flapping_service_passes_on_a_retry(
     assert result.detail["attempts"] == 2
 
 
+async def test_a_redirect_is_not_followed_and_is_an_error_naming_where_it_points(
+    service: HookService, caller: WebhookCaller
+) -> None:
+    result = await run_hook(hook(service.answers("smoke", "moved"), retries=2), caller, CALL, 0.0)
+    assert result.verdict == Verdict.ERROR
+    assert "https://tests.example.com/new-smoke" in result.explanation
+    assert len(service.calls("smoke")) == 1  # asking again cannot help
+
+
 async def test_an_unreachable_service_is_an_error(caller: WebhookCaller) -> None:
     from services import free_port
 

@@ -99,6 +99,7 @@ class WebhookCaller:
                 hook.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
+                location = response.headers.get("Location", "?")
                 raw = await response.content.read(64 * 1024)
         except aiohttp.ClientError as exc:
             raise HookError(f"{hook.url} unreachable: {type(exc).__name__}: {exc}") from None
@@ -106,6 +107,13 @@ class WebhookCaller:
         detail = {"status": status, "body": excerpt(text)}
         if status >= 500:
             raise HookError(f"{hook.url} answered {status}: {excerpt(text, 120)}", detail)
+        if 300 <= status < 400:  # not followed: a test endpoint that moved is a spec to fix
+            raise HookError(
+                f"{hook.url} answered {status} (a redirect to {location}, not followed); give "
+                "the final URL in the hook",
+                detail,
+                retryable=False,
+            )
         if 200 <= status < 300:
             try:
                 failed, message = fail_message(json.loads(text)) if text.strip() else (False, None)
