@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 import structlog
 
-from analysis.base import MetricProvider
+from analysis.base import MetricProvider, Verdict
 from analysis.gates import EvaluationContext, evaluate
+from analysis.hooks.kind import HookCall, HookCaller, HookError, HookTarget
 from analysis.judges import GateResult, error_result
 from canary.clock import Clock
 from canary.events import ActionError, ErrorKind
@@ -26,11 +28,13 @@ from canary.machine import (
     Action,
     Check,
     CheckResult,
+    HooksAnswered,
     Input,
     Promote,
     PromoteResult,
     Rollback,
     RollbackResult,
+    RunHooks,
     Shift,
     ShiftResult,
     Start,
@@ -39,7 +43,15 @@ from canary.machine import (
 from canary.model import Rollout
 from config.targets import Target
 from config.templates import target_variables
-from strategies.base import ConflictError, Strategy, StrategyError, TemporaryError, TrafficSplit
+from strategies.base import (
+    ConflictError,
+    PermanentError,
+    Strategy,
+    StrategyError,
+    TemporaryError,
+    TrafficSplit,
+)
+from strategies.retry import RetryPolicy, retry_transient
 
 log = structlog.get_logger("canary.actions")
 T = TypeVar("T")
@@ -74,7 +86,13 @@ class ActionRunner:
         backend_timeout: float,
         provider_timeout: float,
         preflight: Preflight | None = None,
+        hooks: Mapping[str, HookCaller] | None = None,
+        unconfigured_hooks: Mapping[str, str] | None = None,
+        hook_retry_wait: float = 1.0,
     ) -> None:
+        self.hooks = dict(hooks or {})  # by hook kind: the callers this daemon built
+        self.unconfigured_hooks = dict(unconfigured_hooks or {})
+        self.hook_retry_wait = hook_retry_wait
         self.factory = factory
         self.preflight = preflight
         self.providers = providers
@@ -103,6 +121,8 @@ class ActionRunner:
                 return await self._promote(r)
             case Rollback(targets=order):
                 return await self._rollback(r, order)
+            case RunHooks():
+                return await self._hooks(r, action)
         raise AssertionError(f"not an action to perform: {action!r}")
 
     async def observe(self, r: Rollout) -> tuple[TrafficSplit | None, ...]:
@@ -231,6 +251,27 @@ class ActionRunner:
                 errors[i] = ActionError(ErrorKind.CONFLICT, key, message)
         return RollbackResult(tuple(restored), errors)
 
+    async def _hooks(self, r: Rollout, action: RunHooks) -> HooksAnswered:
+        """Every hook the action names, concurrently; each answer (or ERROR) in order."""
+        by_name = {h.name: h for h in r.spec.hooks}
+        now = self.clock.now()
+
+        async def one(name: str) -> GateResult:
+            hook = by_name[name]
+            caller = self.hooks.get(hook.kind)
+            if caller is None:
+                why = self.unconfigured_hooks.get(hook.kind, "")
+                return error_result(
+                    name,
+                    f"cannot be asked: this daemon has no {hook.kind} hooks configured"
+                    + (f" ({why})" if why else ""),
+                )
+            call = hook_call(r, action.point, name, now)
+            return await run_hook(hook, caller, call, self.hook_retry_wait)
+
+        results = await asyncio.gather(*(one(name) for name in action.names))
+        return HooksAnswered(action.point, r.step, tuple(results))
+
     async def _check(self, r: Rollout) -> CheckResult:
         splits: list[TrafficSplit | None] = []
         unreadable: list[GateResult] = []
@@ -265,3 +306,78 @@ def variables(r: Rollout) -> dict[str, str]:
         "step": str(r.step + 1),
         "weight": f"{r.weight:g}",
     }
+
+
+class _NoAnswer(TemporaryError):
+    """A hook attempt without an answer: tried again while its retries last."""
+
+
+class _Refused(PermanentError):
+    """A hook that could not be asked (access denied, no such function): not tried again."""
+
+
+async def run_hook(
+    hook: Any, caller: HookCaller, call: HookCall, retry_wait: float = 1.0
+) -> GateResult:
+    """One hook's verdict: each attempt bounded by its ``timeout``, an attempt without an
+    answer (timeout, 5xx, unreachable) tried again up to ``retries`` times (tenacity, in
+    strategies/retry.py), the last one's ERROR kept. The answer's values are the detail."""
+    attempts = 0
+    detail: dict[str, Any] = {}
+
+    async def attempt() -> Any:
+        nonlocal attempts, detail
+        attempts += 1
+        try:
+            return await asyncio.wait_for(caller.call(hook, call), hook.timeout)
+        except TimeoutError:
+            detail = {"timeout": hook.timeout}
+            raise _NoAnswer(f"no answer within {hook.timeout:g}s (timeout)") from None
+        except HookError as exc:
+            detail = exc.detail
+            raise (_NoAnswer if exc.retryable else _Refused)(str(exc)) from None
+
+    policy = RetryPolicy(attempts=hook.retries + 1, initial=retry_wait, maximum=30.0)
+    base = {"hook": hook.kind, "point": call.point}
+    try:
+        answer = await retry_transient(attempt, policy)
+    except StrategyError as exc:
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        return GateResult(
+            gate=hook.name,
+            verdict=Verdict.ERROR,
+            explanation=f"{hook.name} {exc}{tried} → ERROR",
+            detail=base | detail | {"attempts": attempts, "error": str(exc)},
+        )
+    except Exception as exc:  # a bug in a caller must not take the rollout's task down
+        log.exception("hook.failed", hook=hook.name, kind=hook.kind)
+        return error_result(hook.name, f"could not be asked: {exc!r}")
+    return GateResult(
+        gate=hook.name,
+        verdict=answer.verdict,
+        explanation=f"{hook.name} {answer.explanation} → {answer.verdict.value}",
+        value=float(answer.detail["status"]) if "status" in answer.detail else None,
+        detail=base | dict(answer.detail) | {"attempts": attempts},
+    )
+
+
+def hook_call(r: Rollout, point: str, hook: str, now: datetime) -> HookCall:
+    """What a hook is told about ``r``: the webhook payload, a test function's event."""
+    return HookCall(
+        point=point,
+        hook=hook,
+        rollout_id=r.id,
+        rollout=r.name,
+        build=r.document.metadata.build,
+        targets=[
+            HookTarget(state.key, state.kind, target.canary_version, state.stable)
+            for target, state in zip(r.spec.targets, r.targets, strict=True)
+        ],
+        step=r.step + 1,
+        steps=len(r.spec.steps),
+        weight=r.weight,
+        at=now.isoformat(),
+        timestamp=int(now.timestamp()),
+        reason=r.reason if point == "on-rollback" else None,
+        elapsed=(now - r.created_at).total_seconds(),
+    )

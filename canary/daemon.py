@@ -23,6 +23,8 @@ from aiohttp import web
 
 from analysis.base import MetricProvider
 from analysis.health import ProviderHealth
+from analysis.hooks.registry import BY_NAME as HOOK_KINDS
+from analysis.hooks.scripted import ScriptedHooks
 from analysis.kind import CheckedProvider
 from analysis.registry import PROVIDERS
 from canary import __version__, logs
@@ -30,11 +32,13 @@ from canary.api.app import ApiRunner, build_app
 from canary.clock import Clock, RealClock
 from canary.engine import Engine, EngineOptions, Preflight
 from canary.events import ActionError, ErrorKind
+from canary.hooks import build_hooks, close_hooks, scripted
 from canary.metrics import Metrics
 from canary.model import Rollout
 from canary.slack import build_notifier
 from canary.store import Store, StoreError, display_url, open_store
 from config.errors import SpecError
+from config.scenario import load_scenario
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
 from strategies.registry import Clients, StrategyFactory, factory
@@ -224,6 +228,9 @@ async def run_daemon(settings: Settings) -> int:
         else:
             strategies = factory(clients)
             providers = build_providers(settings, clients)
+        hooks, no_hooks = build_hooks(settings, clients)
+        if scripted(settings) and settings.scenario is not None:  # the scenario answers
+            hooks = dict.fromkeys(HOOK_KINDS, ScriptedHooks(load_scenario(settings.scenario)))
         lock = lock_store(settings.store_url)
     except SpecError as exc:
         log.error("daemon.refused", error=f"CANARY_SCENARIO: {exc}")
@@ -253,6 +260,8 @@ async def run_daemon(settings: Settings) -> int:
         options=EngineOptions(action_retry_budget=settings.action_retry_budget),
         observer=metrics,
         preflight=rollout_preflight(health),
+        hooks=hooks,
+        unconfigured_hooks=no_hooks,
     )
     app = build_app(
         engine,
@@ -309,6 +318,7 @@ async def run_daemon(settings: Settings) -> int:
         await replica.stop()  # after the engine: in-flight writes still carry their leases
     await runner.cleanup()
     await store.close()
+    await close_hooks(hooks)
     clients.close()
     close_providers(providers)
     if lock is not None:

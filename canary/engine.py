@@ -24,6 +24,7 @@ from typing import Protocol
 import structlog
 
 from analysis.base import MetricProvider
+from analysis.hooks.kind import HookCaller
 from canary.actions import ActionRunner, Preflight, StrategyFactory
 from canary.bus import Batch, EventBus, Notifier
 from canary.clock import Clock
@@ -34,6 +35,7 @@ from canary.machine import (
     Done,
     Restarted,
     RetryPolicy,
+    RunHooks,
     Wait,
     apply,
     decide,
@@ -62,6 +64,7 @@ class EngineOptions:
     stop_timeout: float = 30.0  # how long stop() lets an in-flight action finish
     queue_size: int = 1000  # events buffered for each notifier or subscriber
     action_retry_budget: float = 300.0  # how long a start, shift or promotion may keep failing
+    hook_retry_wait: float = 1.0  # first wait before a hook's retry; doubles
 
 
 class Ownership(Protocol):
@@ -90,6 +93,8 @@ class Engine:
         options: EngineOptions | None = None,
         observer: Observer | None = None,
         preflight: Preflight | None = None,
+        hooks: Mapping[str, HookCaller] | None = None,
+        unconfigured_hooks: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -106,6 +111,9 @@ class Engine:
             backend_timeout=options.backend_timeout,
             provider_timeout=options.provider_timeout,
             preflight=preflight,
+            hooks=hooks,
+            unconfigured_hooks=unconfigured_hooks,
+            hook_retry_wait=options.hook_retry_wait,
         )
         self.scheduler = Scheduler(
             clock, self._step, step_retry=options.step_retry, on_end=self.runner.forget
@@ -238,7 +246,7 @@ class Engine:
                 except StaleWrite:  # another replica stored a command meanwhile
                     return None
         structlog.contextvars.bind_contextvars(step=r.step + 1)
-        if isinstance(action, Check):  # read-only: abandoned when a command lands
+        if isinstance(action, Check | RunHooks):  # read-only: abandoned when a command lands
             result = await self.scheduler.interruptible(rid, self.runner.perform(r, action))
             if result is None:
                 return None

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     COMMAND_RESUME = "command.resume"
     COMMAND_ABORT = "command.abort"
     DAEMON_RESUMED = "daemon.resumed"
+    HOOK_ANSWERED = "hook.answered"  # one hook's answer, with its values
 
     @property
     def command(self) -> str | None:

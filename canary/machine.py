@@ -129,7 +129,25 @@ class Restarted:
     splits: tuple[TrafficSplit | None, ...]
 
 
-Input = Command | Started | ShiftResult | CheckResult | PromoteResult | RollbackResult | Restarted
+@dataclass(frozen=True)
+class HooksAnswered:
+    """The answers of the hooks a ``RunHooks`` asked, in its order (step: 0-based)."""
+
+    point: str
+    step: int
+    results: tuple[GateResult, ...] = ()
+
+
+Input = (
+    Command
+    | Started
+    | ShiftResult
+    | CheckResult
+    | PromoteResult
+    | RollbackResult
+    | Restarted
+    | HooksAnswered
+)
 
 # ---------------------------------------------------------------- actions
 
@@ -160,6 +178,14 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class RunHooks:
+    """Ask these hooks (spec.hooks names) at ``point``: canary/actions.py runs them."""
+
+    point: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Wait:
     until: datetime | None  # None: until a command arrives
 
@@ -169,7 +195,7 @@ class Done:
     pass
 
 
-Action = Start | Shift | Check | Promote | Rollback | Wait | Done
+Action = Start | Shift | Check | Promote | Rollback | RunHooks | Wait | Done
 
 
 class CommandRejected(Exception):
@@ -194,19 +220,22 @@ def decide(r: Rollout, now: datetime) -> Action:
     """What the engine should do next for ``r`` at ``now``."""
     if r.phase in RETRYING and r.retry_at is not None and now < r.retry_at:
         return Wait(r.retry_at)  # a failed action is tried again then
+    hooks = hooks_due(r)
     match r.phase:
         case Phase.PENDING:
-            return Start()
+            return hooks or Start()
         case Phase.SHIFTING:
             return Shift(r.current_step.weight)
         case Phase.BAKING:
             if r.next_check_at is None or now >= r.next_check_at:
-                return Check()
+                return hooks or Check()
             return Wait(r.next_check_at)
         case Phase.AWAITING_APPROVAL | Phase.PAUSED:
             return Wait(None)
         case Phase.PROMOTING:
-            return Promote()
+            return hooks or Promote()
+        case Phase.SUCCEEDED | Phase.ROLLED_BACK if hooks is not None:
+            return hooks
         case Phase.ROLLING_BACK | Phase.ROLLBACK_FAILED:
             pending = [i for i, t in enumerate(r.targets) if not t.restored]
             return Rollback(tuple(reversed(pending)))
@@ -264,6 +293,8 @@ def apply(
             return _rolled_back(r, event, now, retry)
         case Restarted():
             return _restarted(r, event, now)
+        case HooksAnswered():
+            return _hooks_answered(r, event, now)
     raise TypeError(f"unknown input {event!r}")
 
 
@@ -445,6 +476,7 @@ def _advance(r: Rollout, now: datetime, events: list[NewEvent], why: str) -> Rol
         "next_check_at": None,
         "counters": r.counters.model_copy(update={"inconclusive": 0, "consecutive_errors": 0}),
         **NOT_RETRYING,
+        "hooks": _hooks_for_next_step(r),
     }
     if r.last_step:
         events.append(_ev(K.PROMOTION_STARTED, f"{why}; promoting the canary"))
@@ -488,6 +520,20 @@ def _begin_bake(r: Rollout, now: datetime, events: list[NewEvent], settle: float
     step = r.current_step
     since = now + timedelta(seconds=settle) if step.bake and not r.bake_elapsed else now
     r = r.model_copy(update={"phase": Phase.BAKING, "watching_since": since})
+    if _step_hooks(r):  # asked right after the shift; a step with hooks waits for them
+        r = r.model_copy(update={"hooks": r.hooks.model_copy(update={"ran_at": None})})
+        if step.bake == 0:
+            return r.model_copy(update={"next_check_at": now})
+        baking = _begin_bake_without_hooks(r, now, events, settle)
+        return baking.model_copy(update={"next_check_at": now})
+    return _begin_bake_without_hooks(r, now, events, settle)
+
+
+def _begin_bake_without_hooks(
+    r: Rollout, now: datetime, events: list[NewEvent], settle: float = 0.0
+) -> Rollout:
+    step = r.current_step
+    since = r.watching_since or now
     if step.bake == 0:
         return _complete_step(r, now, events, f"{step.weight:g}% reached")
     remaining = r.bake_remaining(now)
@@ -737,7 +783,7 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
         return Transition(_pause(r, now, PauseCause.INCONCLUSIVE, reason, events), events)
 
     passing = not failed and not errored and (not inconclusive or inconclusive_over)
-    if passing and remaining <= 0:
+    if passing and remaining <= 0 and _step_hooks_passed(r):
         why = f"bake of {display_duration(r.current_step.bake)} at {r.weight:g}% passed"
         if inconclusive_over:
             why += " (inconclusive accepted: on_inconclusive is continue)"
@@ -1015,3 +1061,180 @@ def new_rollout(
         build=document.metadata.build,
     )
     return rollout, created
+
+
+# ---------------------------------------------------------------- hooks
+
+
+def _hooks_of(r: Rollout, point: str) -> list[Any]:
+    """The spec's hooks at ``point``; at a step, those of the current step."""
+    if point == "step":
+        return _step_hooks(r)
+    return [h for h in r.spec.hooks if h.point == point]
+
+
+def _step_hooks(r: Rollout) -> list[Any]:
+    weight = r.current_step.weight
+    return [h for h in r.spec.hooks if h.at_step(weight)]
+
+
+def _step_hooks_passed(r: Rollout) -> bool:
+    return all(h.name in r.hooks.passed for h in _step_hooks(r))
+
+
+HOOK_POINT = {
+    Phase.PENDING: "pre-rollout",
+    Phase.BAKING: "step",
+    Phase.PROMOTING: "pre-promotion",
+    Phase.SUCCEEDED: "post-rollout",
+    Phase.ROLLED_BACK: "on-rollback",
+}
+
+
+def hooks_due(r: Rollout) -> RunHooks | None:
+    """The hooks to ask before the phase's own action, if any.
+
+    A gate hook is asked until it answers PASS (at a step: ``every-interval`` ones at every
+    check, once ones until they passed); the step's hooks run before its gates at a check
+    (``ran_at`` says they did). ``post-rollout`` and ``on-rollback`` hooks are told once
+    (``on-rollback`` only when traffic had moved).
+    """
+    point = HOOK_POINT.get(r.phase)
+    if point is None or not r.spec.hooks:
+        return None
+    if point == "on-rollback" and not r.started:
+        return None
+    if point == "step" and r.hooks.ran_at is not None and r.hooks.ran_at == r.next_check_at:
+        return None
+    names = tuple(
+        h.name
+        for h in _hooks_of(r, point)
+        if h.name not in r.hooks.passed or (point == "step" and h.every_interval)
+    )
+    return RunHooks(point, names) if names else None
+
+
+def _hooks_for_next_step(r: Rollout) -> Any:
+    step_hooks = {h.name for h in r.spec.hooks if h.point == "step"}
+    passed = tuple(n for n in r.hooks.passed if n not in step_hooks)
+    return r.hooks.model_copy(update={"passed": passed, "ran_at": None})
+
+
+def _hook_event(
+    r: Rollout, point: str, res: GateResult, counted: bool, at_step: tuple[int, float]
+) -> NewEvent:
+    kind = next((h.kind for h in r.spec.hooks if h.name == res.gate), "?")
+    note = "" if counted else " (not counted: the rollout moved on)"
+    return _ev(
+        K.HOOK_ANSWERED,
+        f"hook {res.explanation} ({kind} at {point}){note}",
+        at_step=at_step,
+        hook=res.gate,
+        hook_kind=kind,
+        point=point,
+        counted=counted,
+        result=res.to_data(),
+    )
+
+
+def _hooks_answered(r: Rollout, e: HooksAnswered, now: datetime) -> Transition:
+    """Fold in hook answers: at a gate point counted as metric verdicts are, against the
+    same limits (failure_limit, consecutive_error_limit as errors in a row, inconclusive);
+    at post-rollout and on-rollback recorded only."""
+    at_step = (r.step + 1, r.weight)
+    current = HOOK_POINT.get(r.phase) == e.point and (e.point != "step" or e.step == r.step)
+    if not current:
+        events = [_hook_event(r, e.point, res, False, at_step) for res in e.results]
+        return Transition(r, events, changed=False)
+    events = [_hook_event(r, e.point, res, True, at_step) for res in e.results]
+    answered = {res.gate for res in e.results}
+    passed = [n for n in r.hooks.passed if n not in answered]
+    if e.point in ("post-rollout", "on-rollback"):  # told: never acted on
+        passed += sorted(answered)
+        hooks = r.hooks.model_copy(update={"passed": tuple(passed)})
+        return Transition(r.model_copy(update={"hooks": hooks}), events)
+
+    a = r.spec.analysis
+    verdicts = {res.verdict for res in e.results}
+    failed = Verdict.FAIL in verdicts
+    errored = Verdict.ERROR in verdicts
+    inconclusive = Verdict.INCONCLUSIVE in verdicts
+    baking = e.point == "step"
+    counts_inconclusive = inconclusive and (not baking or r.bake_remaining(now) <= 0)
+    c = r.counters.model_copy(
+        update={
+            "failures": r.counters.failures + failed,
+            "inconclusive": r.counters.inconclusive + counts_inconclusive,
+        }
+    )
+    errors = r.hooks.errors + 1 if errored else 0
+    inconclusive_over = counts_inconclusive and c.inconclusive > a.inconclusive_limit
+    accepted = {Verdict.PASS} | (
+        {Verdict.INCONCLUSIVE} if inconclusive_over and a.on_inconclusive == "continue" else set()
+    )
+    passed += [res.gate for res in e.results if res.verdict in accepted]
+    hooks = r.hooks.model_copy(update={"passed": tuple(passed), "errors": errors})
+    r = r.model_copy(update={"counters": c, "hooks": hooks})
+
+    def worst(v: Verdict) -> str:
+        return _summary([res for res in e.results if res.verdict == v])
+
+    stop: tuple[str, str, RollbackCause | None, PauseCause | None] | None = None
+    if failed and c.failures > a.failure_limit:
+        reason = (
+            f"{c.failures} failed evaluation(s), more than failure_limit {a.failure_limit}: "
+            f"{worst(Verdict.FAIL)}"
+        )
+        pause = PauseCause.GATE_FAILED if a.on_failure == "pause" else None
+        stop = ("FAIL", reason, RollbackCause.GATE_FAILED, pause)
+    elif errored and errors > a.consecutive_error_limit:
+        reason = (
+            f"{errors} hook runs in a row without an answer, more than "
+            f"consecutive_error_limit {a.consecutive_error_limit}: {worst(Verdict.ERROR)}"
+        )
+        stop = ("ERROR", reason, RollbackCause.PROVIDER_ERRORS, None)
+    elif inconclusive_over and a.on_inconclusive != "continue":
+        reason = (
+            f"{c.inconclusive} inconclusive evaluation(s), more than inconclusive_limit "
+            f"{a.inconclusive_limit}: {worst(Verdict.INCONCLUSIVE)}"
+        )
+        pause = PauseCause.INCONCLUSIVE if a.on_inconclusive == "pause" else None
+        stop = ("INCONCLUSIVE", reason, RollbackCause.INCONCLUSIVE, pause)
+    if stop is not None:
+        verdict, reason, cause, pause = stop
+        if pause is not None:
+            reason += "; resume to ask again, promote to move on, abort to roll back"
+            return Transition(
+                _pause(r, now, pause, reason, events, verdict=verdict, point=e.point), events
+            )
+        if e.point == "pre-rollout":  # nothing moved: nothing to roll back
+            reason = f"pre-rollout hook failed, nothing was changed: {reason}"
+            r = r.model_copy(update={"phase": Phase.FAILED, "reason": reason, **NOT_RETRYING})
+            events.append(_ev(K.ROLLOUT_FAILED, reason, verdict=verdict, point=e.point))
+            return Transition(r, events)
+        assert cause is not None
+        r = _rollback(r, cause, reason, events, verdict=verdict, point=e.point)
+        return Transition(r, events)
+
+    all_passed = all(h.name in r.hooks.passed for h in _hooks_of(r, e.point))
+    interval = timedelta(seconds=a.interval)
+    if e.point != "step":  # pre-rollout, pre-promotion: asked again an interval later
+        if all_passed:
+            return Transition(r.model_copy(update=NOT_RETRYING), events)
+        waiting = r.model_copy(
+            update={"retry_at": now + interval, "attempts": r.attempts + 1, "failing_since": None}
+        )
+        return Transition(waiting, events)
+    step = r.current_step
+    if step.bake == 0:  # no gates at this step: its hooks alone decide it
+        if all_passed:
+            why = f"{step.weight:g}% reached and its hooks passed"
+            return Transition(_complete_step(r, now, events, why), events)
+        return Transition(r.model_copy(update={"next_check_at": now + interval}), events)
+    remaining = r.bake_remaining(now)
+    if r.next_check_at == r.watching_since and remaining > 0:
+        # The hooks' run right after the shift: the gates' first turn comes an interval on.
+        first = now + timedelta(seconds=min(a.interval, remaining))
+        return Transition(r.model_copy(update={"next_check_at": first}), events)
+    hooks = r.hooks.model_copy(update={"ran_at": r.next_check_at})  # the gates run next
+    return Transition(r.model_copy(update={"hooks": hooks}), events)

@@ -145,6 +145,9 @@ class Metrics:
                 case EventKind.ANALYSIS_EVALUATED:
                     for result in event.data.get("results", []):
                         self.verdicts.labels(gate=result["gate"], verdict=result["verdict"]).inc()
+                case EventKind.HOOK_ANSWERED:  # a hook's verdict is a gate verdict too
+                    result = event.data.get("result", {})
+                    self.verdicts.labels(gate=result["gate"], verdict=result["verdict"]).inc()
                 case kind if kind in ENDINGS:
                     self.finished.labels(phase=rollout.phase.value).inc()
                 case kind if kind in COMMAND_NAMES:

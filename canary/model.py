@@ -64,6 +64,14 @@ class Counters(Frozen):
     consecutive_errors: int = 0  # reset by any evaluation without an error
 
 
+class HookState(Frozen):
+    """Where the rollout's hooks stand (spec.hooks)."""
+
+    passed: tuple[str, ...] = ()  # answered PASS at their point (this step's, for step hooks)
+    ran_at: datetime | None = None  # the check time this step's hooks last ran for
+    errors: int = 0  # hook runs in a row with an ERROR; reset by a run without one
+
+
 class Rollout(Frozen):
     id: str
     document: RolloutDocument
@@ -78,6 +86,7 @@ class Rollout(Frozen):
     attempts: int = 0  # attempts of the current action that failed in a row
     failing_since: datetime | None = None  # first of those failures: the retry budget's start
     counters: Counters = Field(default_factory=Counters)
+    hooks: HookState = Field(default_factory=HookState)
     paused_reason: str | None = None
     paused_cause: PauseCause | None = None
     reason: str | None = None  # why it is rolling back, or why it ended

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from analysis.hooks.registry import BY_NAME as HOOK_KINDS
+from analysis.hooks.scripted import ScriptedHooks
 from analysis.scripted import ScriptedProvider
 from canary.clock import VirtualClock
 from canary.engine import Engine, EngineOptions
@@ -82,7 +84,8 @@ async def simulate(document: RolloutDocument, scenario: Scenario) -> SimulationR
         clock,
         fleet.factory,
         dict.fromkeys(PROVIDERS, provider),
-        options=EngineOptions(step_retry=1.0),
+        options=EngineOptions(step_retry=1.0, hook_retry_wait=0.0),
+        hooks=dict.fromkeys(HOOK_KINDS, ScriptedHooks(scenario)),
     )
     await engine.start()
     begin = clock.now()

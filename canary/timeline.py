@@ -55,10 +55,12 @@ def render(
     steps = len(rollout.spec.steps)
     lines = [f"{'time':>8}  {'step':>5}  {'weight':>6}  decision"]
     shown = [e for e in events if verbose or e.kind not in QUIET]
+    texts = {id(e): describe(e) for e in shown}
+    shown = _fold_passing_hooks(shown, texts)
     index = 0
     while index < len(shown):
         event = shown[index]
-        text = describe(event)
+        text = texts[id(event)]
         # A run of identical passing evaluations is one line: the decisions stay visible.
         run = index + 1
         if event.kind == EventKind.ANALYSIS_EVALUATED and _all_pass(event):
@@ -66,7 +68,7 @@ def render(
                 run < len(shown)
                 and shown[run].kind == event.kind
                 and shown[run].step == event.step
-                and describe(shown[run]) == text
+                and texts[id(shown[run])] == text
             ):
                 run += 1
         if run - index > 1:
@@ -78,6 +80,30 @@ def render(
         )
         index = run
     return lines
+
+
+def _fold_passing_hooks(shown: list[Event], texts: dict[int, str]) -> list[Event]:
+    """A hook's PASS asked just before the gates' evaluation of the same moment is shown on
+    the gates' line (``· hook alarms PASS``), so a bake of passing checks stays one line."""
+    out: list[Event] = []
+    held: list[Event] = []
+    for event in shown:
+        passing_hook = (
+            event.kind == EventKind.HOOK_ANSWERED
+            and event.data.get("result", {}).get("verdict") == "PASS"
+        )
+        if passing_hook:
+            held.append(event)
+            continue
+        if event.kind == EventKind.ANALYSIS_EVALUATED and _all_pass(event):
+            same = [h for h in held if h.at == event.at and h.step == event.step]
+            if same:
+                texts[id(event)] += "".join(f" · hook {h.data['hook']} PASS" for h in same)
+                held = [h for h in held if h not in same]
+        out += held
+        held = []
+        out.append(event)
+    return out + held
 
 
 def _all_pass(event: Event) -> bool:

@@ -83,10 +83,22 @@ def capped(problems: Sequence[Problem]) -> list[Problem]:
 
 def _clean(loc: Sequence[str | int]) -> list[str | int]:
     # A discriminated union puts the chosen tag into the location; users never wrote it.
+    from analysis.hooks.registry import BY_NAME as HOOK_KINDS
     from strategies.registry import kind_names
 
-    kinds = kind_names()
+    kinds = set(kind_names())
+    if "hooks" in loc:  # a hook's kind, under spec.hooks
+        kinds |= set(HOOK_KINDS)
     return [part for part in loc if not (isinstance(part, str) and part in kinds)]
+
+
+def _hook_kind_problem(tag: Any) -> str:
+    from analysis.hooks.registry import BY_NAME as HOOK_KINDS
+
+    known = ", ".join(HOOK_KINDS)
+    if tag is None:
+        return f"required field is missing; a hook's kind is one of {known}"
+    return f"unknown hook kind {tag!r}; expected one of {known}"
 
 
 def problems_from_validation(exc: ValidationError) -> list[Problem]:
@@ -110,6 +122,9 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
             message = f"unknown field {shown(name)}"
             close = difflib.get_close_matches(name, known_field_names(), n=1)
             message += f"; did you mean {close[0]!r}?" if close else "; remove it"
+        elif kind in {"union_tag_invalid", "union_tag_not_found"} and "hooks" in loc:
+            loc = [*loc, "kind"]
+            message = _hook_kind_problem(ctx.get("tag"))
         elif kind == "union_tag_invalid":
             loc = [*loc, str(ctx.get("discriminator", "kind")).strip("'")]
             message = unavailable(ctx.get("tag")) or f"unknown target kind {ctx.get('tag')!r}"

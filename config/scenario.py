@@ -3,7 +3,8 @@
 A scenario lets a user dry-run a policy before trusting it with traffic: "what does this
 spec do if the error rate jumps to 5% at 25%?" Values are numbers or small expressions of
 ``t`` (seconds since the rollout started), ``minutes``, ``weight`` (the canary's percent)
-and ``step`` (1-based); a list of values takes the first whose ``when`` holds.
+and ``step`` (1-based); a list of values takes the first whose ``when`` holds. Hooks are
+scripted the same way: ``hooks: {smoke: pass, e2e: [{when: "weight >= 50", answer: fail}]}``.
 """
 
 from __future__ import annotations
@@ -72,10 +73,34 @@ class ScenarioDrift(StrictModel):
     weight: float = Field(default=50.0, ge=0, le=100)
 
 
+class HookPoint(StrictModel):
+    """One scripted answer of a hook; the first whose ``when`` holds is given."""
+
+    when: str | None = None
+    answer: Literal["pass", "fail", "error", "timeout", "inconclusive"] = "pass"
+    message: str | None = Field(default=None, max_length=500, description="why, in words")
+    status: int | None = Field(default=None, ge=100, le=599, description="the HTTP status shown")
+
+    _expressions = field_validator("when")(_check_expression)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_answer(cls, data: Any) -> Any:
+        return {"answer": data} if isinstance(data, str) else data
+
+
+HookPoints = Annotated[
+    list[HookPoint], BeforeValidator(lambda v: v if isinstance(v, list) else [v])
+]
+
+
 class Scenario(StrictModel):
     description: str = ""
     stable_version: str = Field(default="stable", description="what every target serves first")
     metrics: dict[str, GateScript] = Field(default_factory=dict, description="by gate name")
+    hooks: dict[str, HookPoints] = Field(
+        default_factory=dict, description="answers by hook name; a hook not named passes"
+    )
     commands: list[ScenarioCommand] = Field(default_factory=list)
     drift: list[ScenarioDrift] = Field(default_factory=list)
     max_duration: Duration = Field(default=86400.0, description="stop the simulation after")

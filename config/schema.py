@@ -60,6 +60,7 @@ def check(path: Path | None = None) -> str | None:
 
 def tables() -> str:
     """The README's tables of kinds, providers and presets, from their declarations."""
+    from analysis.hooks.registry import HOOKS
     from analysis.registry import PROVIDERS
     from strategies.registry import KINDS, PLANNED
 
@@ -81,6 +82,13 @@ def tables() -> str:
         for preset in provider.presets:
             unit = preset.unit or ("ratio, 0 to 1" if preset.rate else "")
             lines.append(f"| `{preset.name}` | `{provider.name}` | {preset.summary} | {unit} |")
+    lines += ["", "| hook kind | what it asks | points | its settings |", "|---|---|---|---|"]
+    for hook in HOOKS:
+        points = "gate points only" if hook.gate_only else "any point"
+        own = hook.settings.model_fields if hook.settings is not None else {}
+        named = [f"`CANARY_{name.upper()}`" for name in own] + ([hook.uses] if hook.uses else [])
+        settings = ", ".join(named) or "none of its own"
+        lines.append(f"| `{hook.name}` | {hook.summary} | {points} | {settings} |")
     return "\n".join(lines) + "\n"
 
 

@@ -344,9 +344,11 @@ def _compose() -> type[CoreSettings]:
     Each provider declares its settings beside its code (``analysis.kind.ProviderKind.
     settings``); they are checked at start like the others and named by their variable.
     """
+    from analysis.hooks.registry import HOOKS
     from analysis.registry import PROVIDERS
 
     groups = tuple(p.settings for p in PROVIDERS if p.settings is not None)
+    groups += tuple(h.settings for h in HOOKS if h.settings is not None)  # CANARY_WEBHOOK_*
     return type("Settings", (CoreSettings, *groups), {"__module__": __name__})
 
 

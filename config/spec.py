@@ -34,6 +34,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from analysis.cloudwatch import CloudWatchMetric
+from analysis.hooks.kind import GATE_POINTS
+from analysis.hooks.registry import BY_NAME as HOOK_KINDS
+from analysis.hooks.registry import HookSpecUnion
 from analysis.prometheus import PresetOptions
 from analysis.registry import BY_NAME as PROVIDER_KINDS
 from analysis.registry import provider_names
@@ -552,6 +555,11 @@ class RolloutSpec(StrictModel):
     steps: list[Step] = Field(default_factory=default_steps, min_length=1, max_length=100)
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
+    hooks: list[HookSpecUnion] = Field(
+        default_factory=list,
+        max_length=50,
+        description="tests and alarms asked at points of the rollout (README, Hooks)",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -594,6 +602,54 @@ class RolloutSpec(StrictModel):
         if found:
             raise problems(*found)
         return targets
+
+    @model_validator(mode="after")
+    def _hooks_fit_the_plan(self) -> RolloutSpec:
+        """Hook names unique (with the gates'), a step hook's weight one of the steps',
+        step-only fields only at a step, and alarm gates only where an answer decides."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        taken = {g.name: "a gate" for g in self.analysis.gates}
+        weights = [s.weight for s in self.steps]
+        for index, hook in enumerate(self.hooks):
+            at: tuple[str | int, ...] = ("hooks", index)
+            if hook.name in taken:
+                found.append(
+                    (
+                        (*at, "name"),
+                        f"{hook.name!r} is already the name of {taken[hook.name]}; hook and "
+                        "gate names must be unique (verdicts are recorded by name)",
+                    )
+                )
+            taken.setdefault(hook.name, f"hooks[{index}]")
+            if hook.point != "step":
+                for field_name in ("weight", "run"):
+                    if getattr(hook, field_name) is not None:
+                        found.append(
+                            (
+                                (*at, field_name),
+                                f"applies to point step only, not {hook.point}; remove it",
+                            )
+                        )
+            elif hook.weight is not None and hook.weight not in weights:
+                listed = ", ".join(f"{w:g}" for w in weights)
+                found.append(
+                    (
+                        (*at, "weight"),
+                        f"no step has weight {hook.weight:g}; give one of {listed}, or omit "
+                        "weight to run at every step",
+                    )
+                )
+            if HOOK_KINDS[hook.kind].gate_only and hook.point not in GATE_POINTS:
+                found.append(
+                    (
+                        (*at, "point"),
+                        f"a {hook.kind} hook is a gate; give point pre-rollout, step or "
+                        f"pre-promotion, not {hook.point}",
+                    )
+                )
+        if found:
+            raise problems(*found)
+        return self
 
     @model_validator(mode="after")
     def _known_template_variables(self) -> RolloutSpec:

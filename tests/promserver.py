@@ -146,12 +146,17 @@ class PrometheusServer:
     """The real ``prometheus`` binary scraping ``targets`` every second."""
 
     def __init__(
-        self, workdir: Path, targets: list[str], web_config: WebConfig | None = None
+        self,
+        workdir: Path,
+        targets: list[str],
+        web_config: WebConfig | None = None,
+        rules: list[dict[str, Any]] | None = None,
     ) -> None:
         self.binary = require_binary("prometheus")
         self.workdir = workdir
         self.targets = targets
         self.web_config = web_config
+        self.rules = rules  # alerting rules (one group), evaluated every second
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
@@ -170,6 +175,10 @@ class PrometheusServer:
             },
             "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": self.targets}]}],
         }
+        if self.rules:
+            rules_path = self.workdir / "rules.yml"
+            rules_path.write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": self.rules}]}))
+            config["rule_files"] = [str(rules_path)]
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
         args = [f"--config.file={path}"]

@@ -156,6 +156,9 @@ def within_what_json_schema_can_say(body: Any) -> Any:
         within_range(spec["analysis"], "interval", "interval")
     if isinstance(spec.get("notify"), dict):
         spec["notify"].pop("slack", None)  # this daemon has no Slack: test_slack.py's refusal
+    # Hooks: this daemon runs none (no webhook secret, no Prometheus), and their rules across
+    # the plan (a step's weight, unique names) are tests/test_hooks_spec.py's.
+    spec.pop("hooks", None)
     by_key: dict[str, Any] = {}
     for target in spec["targets"]:
         if str(target.get("function", "")).startswith("arn:"):

@@ -159,6 +159,12 @@ BELOW_THE_SPEC = [
     "analysis.registry",
     "analysis.cloudwatch",
     "analysis.prometheus",
+    "analysis.hooks.kind",
+    "analysis.hooks.registry",
+    "analysis.hooks.webhook",
+    "analysis.hooks.lambda_hook",
+    "analysis.hooks.cloudwatch_alarm",
+    "analysis.hooks.prometheus_alert",
 ]
 
 
@@ -187,6 +193,17 @@ def test_analysis_imports_strategies_only_for_aws_access_and_error_wording() -> 
         allowed = {"strategies.errortext"}  # a leaf: one line of a backend's error
         if _module(path) == "analysis.cloudwatch":
             allowed.add("strategies.aws")
+        assert imported <= allowed, f"{path.name} imports {imported}"
+
+
+def test_hook_kinds_import_strategies_only_for_aws_access_and_error_wording() -> None:
+    """The AWS hook kinds share the daemon's AWS access (and read its errors as the AWS
+    kinds do); no hook kind imports canary: timeouts and retries are the engine's."""
+    for path in sorted((ROOT / "analysis" / "hooks").glob("*.py")):
+        imported = {m for m in _imports(path) if m.split(".")[0] in {"strategies", "canary"}}
+        allowed = {"strategies.errortext"}
+        if _module(path) in {"analysis.hooks.lambda_hook", "analysis.hooks.cloudwatch_alarm"}:
+            allowed |= {"strategies.aws", "strategies.base"}
         assert imported <= allowed, f"{path.name} imports {imported}"
 
 

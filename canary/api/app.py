@@ -44,6 +44,7 @@ from canary.api.context import (
 from canary.api.problems import ProblemError
 from canary.api.whoami import whoami
 from canary.engine import Engine
+from canary.hooks import hooks_checked
 from canary.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from canary.metrics import Metrics
 from canary.slack import build_actions, slack_checked
@@ -210,7 +211,7 @@ def build_app(
         clients = Clients(settings)
         app.on_cleanup.append(lambda _: _close(clients))
         canonical = partial(canonical_document, clients=clients)
-    app[CANONICAL] = _refusing(slack_checked(canonical, settings))
+    app[CANONICAL] = _refusing(hooks_checked(slack_checked(canonical, settings), settings))
     app[AUTH] = Authenticator(settings.tokens, settings.allow_anonymous)
     app[METRICS] = metrics_registry or Metrics()
     app[STREAMS] = Streams(heartbeat=heartbeat)

@@ -208,6 +208,10 @@ def reply(e: Event, mention: str | None = None, by: str | None = None) -> Messag
             if failing is None:
                 return None
             text = f"Gates at {e.weight:g}%:\n{failing}"
+        case EventKind.HOOK_ANSWERED:
+            if e.data.get("result", {}).get("verdict") == "PASS":
+                return None
+            text = f":test_tube: {e.message[:1].upper()}{e.message[1:]}"
         case EventKind.STEP_AWAITING_APPROVAL:
             text = f":raised_hand: Awaiting approval at step {e.step} ({e.weight:g}%)"
         case EventKind.ROLLOUT_PAUSED:

@@ -7,7 +7,9 @@ documented contract on top: every successful alias write gets a new RevisionId, 
 ``UpdateAlias`` that carries a stale one is answered 412 PreconditionFailedException,
 shaped as Lambda sends it, without reaching moto. moto also does not store a function's
 ``DeadLetterConfig``; ``dead_letter`` adds it to a version's configuration as Lambda
-returns it.
+returns it. moto without Docker answers an Invoke with the next queued payload but never
+with a function error; ``function_errors`` marks the next invocations of a function as
+Lambda marks a function that raised (the ``X-Amz-Function-Error`` header).
 
 Faults are answered in place of the next matching requests (``fail``): throttling (429),
 access denied (403), and so on. ``hold`` delays alias writes, so that a test can kill a
@@ -31,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 ALIAS = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/([^/?]+)")
 ALIASES = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/?$")
 CONFIGURATION = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration$")
+INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 STALE = (
     "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/"
     "GetAlias API to retrieve the latest Revision Id"
@@ -60,6 +63,7 @@ class AwsProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.revisions: dict[str, str] = {}
         self.dead_letter: dict[tuple[str, str], str] = {}
+        self.function_errors: dict[str, int] = {}  # function -> invocations that "raise"
         self.hold = 0.0
         self.holding = 0  # alias writes being held right now
         self.seen: list[Seen] = []
@@ -87,6 +91,7 @@ class AwsProxy:
         with self._lock:
             self.revisions.clear()
             self.dead_letter.clear()
+            self.function_errors.clear()
             self.seen.clear()
             self._faults.clear()
             self.hold = 0.0
@@ -169,6 +174,14 @@ class AwsProxy:
         if status < 300 and created and method == "POST":
             name = json.loads(out)["Name"]
             out = _with(out, RevisionId=self._revision(f"{created.group(1)}/{name}", renew=True))
+        invoke = INVOKE.match(urlsplit(path).path)
+        if status < 300 and invoke and method == "POST":
+            with self._lock:
+                raised = self.function_errors.get(invoke.group(1), 0)
+                if raised:
+                    self.function_errors[invoke.group(1)] = raised - 1
+            if raised:  # Lambda's answer when the function raised: 200, the header, the error
+                out_headers = [*out_headers, ("X-Amz-Function-Error", "Unhandled")]
         configuration = CONFIGURATION.match(urlsplit(path).path)
         if status < 300 and configuration and method == "GET":
             qualifier = parse_qs(urlsplit(path).query).get("Qualifier", ["$LATEST"])[0]
