@@ -61,7 +61,9 @@ class Instance:
 def instances(gate: Gate, ctx: EvaluationContext) -> list[Instance]:
     """``gate`` once per distinct question over the targets it judges (``gate.targets``)."""
     everyone = list(ctx.targets) or [TargetContext("", ctx.variables)]
-    chosen = [everyone[i] for i in gate.targets if i < len(everyone)] if gate.targets else everyone
+    chosen = everyone  # a context without targets (one unnamed) is judged whatever they say
+    if gate.targets and ctx.targets:  # indexes the spec checked against its targets
+        chosen = [everyone[i] for i in gate.targets if i < len(everyone)]
     used = sorted(gate_variables(gate) | set(PROVIDERS[gate.provider].routed_by))
     groups: dict[tuple[str, ...], list[TargetContext]] = {}
     for target in chosen:

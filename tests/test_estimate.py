@@ -3,16 +3,24 @@ stated request rate, and whether its gates can judge at all (canary/estimate.py)
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import document, lambda_target
+from helpers import T0, document, lambda_target
 
+from analysis.base import Measurement
 from canary.cli import cli
+from canary.clock import VirtualClock
+from canary.engine import Engine, EngineOptions
 from canary.estimate import estimate, parse_rate
+from canary.events import EventKind
+from canary.simulate import drive
+from canary.store.memory import MemoryStore
+from strategies.memory import MemoryFleet
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "examples"
@@ -152,3 +160,73 @@ def test_simulate_prints_the_same_estimate() -> None:
     )
     estimate_lines = validated.output[validated.output.index("estimate at") :]
     assert estimate_lines in simulated.output
+
+
+# ---------------------------------------------------------------- against the engine
+
+
+class SteadyTraffic:
+    """A provider answering what a steady request rate gives: the canary's requests in the
+    window, from the weights the rollout's own ``traffic.shifted`` events record."""
+
+    kind = "prometheus"
+
+    def __init__(self, rate: float, store: Any) -> None:
+        self.rate = rate
+        self.store = store
+        self.rollout_id = ""
+
+    async def health(self) -> None:
+        return None
+
+    async def query(self, queries: Any, window: Any) -> list[Measurement]:
+        events = await self.store.events(self.rollout_id)
+        shifts = [
+            (e.at, float(e.data["weight"])) for e in events if e.kind == EventKind.TRAFFIC_SHIFTED
+        ]
+        bounds = [*shifts, (window.end, 0.0)]
+        answers = []
+        for q in queries:
+            requests = 0.0
+            for (start, weight), (end, _) in itertools.pairwise(bounds):
+                lo, hi = max(start, window.start), min(end, window.end)
+                if hi > lo:
+                    share = weight / 100 if q.side == "canary" else 1 - weight / 100
+                    requests += self.rate * share * (hi - lo).total_seconds()
+            answers.append(Measurement(0.001 if requests else None, requests))
+        return answers
+
+
+async def run_at(rate: float, document_: Any) -> list[Any]:
+    store = MemoryStore()
+    clock = VirtualClock(T0)
+    provider = SteadyTraffic(rate, store)
+    engine = Engine(
+        store, clock, MemoryFleet(stable="1").factory, {"prometheus": provider},
+        options=EngineOptions(step_retry=1.0),
+    )  # fmt: skip
+    await engine.start()
+    r = await engine.submit(document_, actor="ci")
+    provider.rollout_id = r.id
+    await drive(engine, clock)
+    await engine.stop()
+    return list(await store.events(r.id))
+
+
+@pytest.mark.parametrize("rate", ["120/min", "600/min", "20/min"])
+async def test_the_estimate_is_what_the_engine_does_on_that_traffic(rate: str) -> None:
+    """The machine's own schedule on virtual time, with a provider that counts the requests
+    a steady rate gives: each step takes what the estimate says, and stops where it says."""
+    spec = doc(ERRORS, max_bake="15m")
+    plan = estimate(spec, parse_rate(rate))
+    events = await run_at(parse_rate(rate), spec)
+    shifted = [e.at for e in events if e.kind == EventKind.TRAFFIC_SHIFTED]
+    held = [(b - a).total_seconds() for a, b in itertools.pairwise(shifted)]
+    if plan.can_judge:
+        assert held == [s.held for s in plan.steps if s.bake]
+        assert events[-1].kind == EventKind.ROLLOUT_SUCCEEDED
+    else:
+        paused = next(e for e in events if e.kind == EventKind.ROLLOUT_PAUSED)
+        assert plan.stops_at == len(shifted)
+        stuck = plan.steps[len(shifted) - 1]
+        assert (paused.at - shifted[-1]).total_seconds() == stuck.held == stuck.last_look
