@@ -15,9 +15,14 @@ canary and for the stable version. Your own queries are metric math over the gat
 
 CloudWatch keeps Lambda metrics per minute, so the window is widened to whole minutes:
 from the start of the minute it begins in to the end of the current minute, at least one
-minute. The whole window is one period, so each query has one value. So the provider has
-no per-interval values to give a ``statistical`` check (``series=False`` in ``PROVIDER``):
-such a gate is refused when the spec is read.
+minute. The whole window is one period, which gives the gate's value. A gate whose checks
+compare values over the window (``statistical``, and ``relative`` on a value that is not a
+share of requests: ``MetricQuery.series_step``) also gets its stats again, in the same
+call, at the metric's own period (a minute for Lambda, the ``statistical.step`` for your
+own metrics): one value per period, oldest first. For ``lambda-error-rate`` that is each
+minute's Errors / Invocations (minutes without invocations left out); for
+``lambda-p95-duration`` each minute's own p95 of ``Duration``, from the percentiles
+CloudWatch keeps per version (``ExecutedVersion``).
 
 This module is the whole ``cloudwatch`` provider: its presets, its gate field
 ``metrics`` (``CloudWatchMetric``), its health check and its declaration (``PROVIDER``,
@@ -32,6 +37,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -86,12 +92,35 @@ def aligned(window: Window) -> tuple[datetime, datetime]:
     return start, end
 
 
-Answers = Mapping[str, list[float]]
+Points = list[tuple[datetime, float]]
+Answers = Mapping[str, Points]
 Reader = Callable[[Answers], Measurement]
+
+# Periods GetMetricData accepts below a minute (high-resolution metrics); above, whole minutes.
+HIGH_RESOLUTION = (1, 5, 10, 30)
+
+
+def valid_period(seconds: float) -> bool:
+    """A period GetMetricData accepts: 1, 5, 10 or 30 seconds, or a multiple of 60."""
+    if not float(seconds).is_integer():
+        return False
+    return int(seconds) in HIGH_RESOLUTION or (seconds >= MINUTE and seconds % MINUTE == 0)
+
+
+def series_period(step: float, floor: int = 1) -> int:
+    """The period asked for values one ``step`` apart (the spec refuses steps that are not
+    a valid period; this rounds up what the provider picks itself), at least ``floor``."""
+    seconds = max(step, floor)
+    if valid_period(seconds):
+        return int(seconds)
+    return int(math.ceil(seconds / MINUTE) * MINUTE)
 
 
 class _Call:
-    """The MetricDataQueries of one GetMetricData call, identical stats asked once."""
+    """The MetricDataQueries of one GetMetricData call, identical stats asked once.
+
+    ``period`` is the whole window (one value for it); a gate that needs the values over the
+    window adds its stats again at a shorter period (``series_period``)."""
 
     def __init__(self, period: int) -> None:
         self.period = period
@@ -99,9 +128,16 @@ class _Call:
         self._stats: dict[str, dict[str, Any]] = {}
 
     def stat(
-        self, namespace: str, metric: str, stat: str, dimensions: Mapping[str, str], returned: bool
+        self,
+        namespace: str,
+        metric: str,
+        stat: str,
+        dimensions: Mapping[str, str],
+        returned: bool,
+        period: int | None = None,
     ) -> str:
-        key = json.dumps([namespace, metric, stat, sorted(dimensions.items())])
+        period = period or self.period
+        key = json.dumps([namespace, metric, stat, sorted(dimensions.items()), period])
         entry = self._stats.get(key)
         if entry is None:
             entry = {
@@ -112,7 +148,7 @@ class _Call:
                         "MetricName": metric,
                         "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
                     },
-                    "Period": self.period,
+                    "Period": period,
                     "Stat": stat,
                 },
                 "ReturnData": returned,
@@ -122,21 +158,26 @@ class _Call:
         entry["ReturnData"] = entry["ReturnData"] or returned
         return str(entry["Id"])
 
-    def expression(self, expression: str) -> str:
+    def expression(self, expression: str, period: int | None = None) -> str:
         entry: dict[str, Any] = {"Id": f"e{len(self.entries)}", "Expression": expression}
         if expression.lstrip().upper().startswith("SELECT"):
-            entry["Period"] = self.period  # Metrics Insights queries need one
+            entry["Period"] = period or self.period  # Metrics Insights queries need one
         entry["ReturnData"] = True
         self.entries.append(entry)
         return str(entry["Id"])
 
 
-def _total(values: list[float] | None) -> float | None:
-    return math.fsum(values) if values else None
+def _total(points: Points | None) -> float | None:
+    return math.fsum(v for _, v in points) if points else None
 
 
-def _latest(values: list[float] | None) -> float | None:
-    return values[0] if values else None  # answers come newest first
+def _latest(points: Points | None) -> float | None:
+    return max(points)[1] if points else None
+
+
+def _in_order(points: Points | None) -> tuple[float, ...]:
+    """The values over the window, oldest first (periods without data are absent)."""
+    return tuple(v for _, v in sorted(points or []))
 
 
 def _lambda_dimensions(query: MetricQuery) -> tuple[dict[str, str], str]:
@@ -156,26 +197,50 @@ def _preset(query: MetricQuery, call: _Call) -> Reader:
     dimensions, version = _lambda_dimensions(query)
     if not version:
         return lambda _: Measurement(None, detail={"why": "no stable version recorded yet"})
+    # Lambda keeps its metrics per minute: values over the window are at least a minute apart.
+    step = series_period(query.series_step, MINUTE) if query.series_step else None
     invocations = call.stat(LAMBDA, "Invocations", "Sum", dimensions, True)
     if query.preset == "lambda-error-rate":
         errors = call.stat(LAMBDA, "Errors", "Sum", dimensions, True)
+        per = (
+            (
+                call.stat(LAMBDA, "Invocations", "Sum", dimensions, True, step),
+                call.stat(LAMBDA, "Errors", "Sum", dimensions, True, step),
+            )
+            if step
+            else None
+        )
 
         def error_rate(answers: Answers) -> Measurement:
             count, failed = _total(answers.get(invocations)), _total(answers.get(errors))
             seen = {"version": version, "invocations": count, "errors": failed}
+            values: tuple[float, ...] = ()
+            if per is not None:  # each period's share, where the period had invocations
+                failed_at = dict(answers.get(per[1], []))
+                values = tuple(
+                    failed_at[t] / n
+                    for t, n in sorted(answers.get(per[0], []))
+                    if n > 0 and t in failed_at
+                )
+                seen["period"] = step
             if not count or failed is None:
-                return Measurement(None, samples=count or 0.0, detail=seen)
-            return Measurement(failed / count, samples=count, detail=seen)
+                return Measurement(None, samples=count or 0.0, detail=seen, values=values)
+            return Measurement(failed / count, samples=count, detail=seen, values=values)
 
         return error_rate
     if query.preset == "lambda-p95-duration":
         p95 = call.stat(LAMBDA, "Duration", "p95", dimensions, True)
+        each = call.stat(LAMBDA, "Duration", "p95", dimensions, True, step) if step else None
 
         def duration(answers: Answers) -> Measurement:
             count = _total(answers.get(invocations))
             value = _latest(answers.get(p95))
-            seen = {"version": version, "invocations": count}
-            return Measurement(value, samples=count or 0.0, detail=seen)
+            seen: dict[str, Any] = {"version": version, "invocations": count}
+            values: tuple[float, ...] = ()
+            if each is not None:  # each period's own p95
+                values = _in_order(answers.get(each))
+                seen["period"] = step
+            return Measurement(value, samples=count or 0.0, detail=seen, values=values)
 
         return duration
     raise ProviderError(f"unknown cloudwatch preset {query.preset!r}")
@@ -189,13 +254,9 @@ def _render(text: str, variables: Mapping[str, str]) -> str:
         raise ProviderError(str(exc)) from None
 
 
-def _expression(text: str, query: MetricQuery, call: _Call, ids: Mapping[str, str]) -> str:
-    return call.expression(metricmath.rename_ids(_render(text, query.variables), ids))
-
-
-def _own(query: MetricQuery, call: _Call) -> Reader:
-    if query.expression is None:
-        return lambda _: Measurement(None, detail={"why": "the gate has no stable_query"})
+def _asked(query: MetricQuery, call: _Call, period: int) -> tuple[str, str | None]:
+    """The ids of the query's value and sample count, its metrics asked at ``period``."""
+    assert query.expression is not None
     ids: dict[str, str] = {}
     for name, m in query.metrics.items():
         ids[name] = call.stat(
@@ -204,17 +265,31 @@ def _own(query: MetricQuery, call: _Call) -> Reader:
             _render(str(m["stat"]), query.variables),
             {k: _render(str(v), query.variables) for k, v in dict(m["dimensions"]).items()},
             False,
+            period,
         )
-    value = _expression(query.expression, query, call, ids)
-    samples = (
-        _expression(query.samples_expression, query, call, ids)
-        if query.samples_expression
-        else None
-    )
+
+    def expression(text: str) -> str:
+        renamed = metricmath.rename_ids(_render(text, query.variables), ids)
+        return call.expression(renamed, period)
+
+    value = expression(query.expression)
+    samples = expression(query.samples_expression) if query.samples_expression else None
+    return value, samples
+
+
+def _own(query: MetricQuery, call: _Call) -> Reader:
+    if query.expression is None:
+        return lambda _: Measurement(None, detail={"why": "the gate has no stable_query"})
+    value, samples = _asked(query, call, call.period)
+    each = None
+    if query.series_step:
+        period = series_period(query.series_step)
+        each, _ = _asked(replace(query, samples_expression=None), call, period)
 
     def read(answers: Answers) -> Measurement:
         count = _latest(answers.get(samples)) if samples else None
-        return Measurement(_latest(answers.get(value)), samples=count)
+        values = _in_order(answers.get(each)) if each is not None else ()
+        return Measurement(_latest(answers.get(value)), samples=count, values=values)
 
     return read
 
@@ -285,8 +360,8 @@ class CloudWatchProvider:
 
     async def _get(
         self, call: _Call, start: datetime, end: datetime, region: str | None, role_arn: str | None
-    ) -> dict[str, list[float]]:
-        answers: dict[str, list[float]] = defaultdict(list)
+    ) -> dict[str, Points]:
+        answers: dict[str, Points] = defaultdict(list)
         if not call.entries:
             return answers
         params: dict[str, Any] = {
@@ -311,7 +386,13 @@ class CloudWatchProvider:
                     raise ProviderError(
                         f"GetMetricData answered {status} for {result['Id']}: {messages}"
                     )
-                answers[result["Id"]].extend(float(v) for v in result.get("Values", []))
+                answers[result["Id"]].extend(
+                    zip(
+                        result.get("Timestamps", []),
+                        map(float, result.get("Values", [])),
+                        strict=True,
+                    )
+                )
             token = page.get("NextToken")
             if not token:
                 return answers
@@ -365,13 +446,21 @@ PROVIDER = ProviderKind(
             "lambda-error-rate",
             "Errors / Invocations of each version behind the alias (a lambda-alias target)",
             rate=True,
+            needs=("function", "alias"),
         ),
-        Preset("lambda-p95-duration", "P95 of Duration of each version", unit="ms"),
+        Preset(
+            "lambda-p95-duration",
+            "P95 of Duration of each version",
+            unit="ms",
+            needs=("function", "alias"),
+        ),
     ),
-    series=False,
+    series=True,
     settings=None,
     clients=from_settings,
     build=build,
     # AWS services publish their metrics about a minute after the fact, sometimes two.
     delay=120.0,
+    resolution=60.0,
+    routed_by=("region", "role_arn"),
 )

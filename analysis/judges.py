@@ -57,6 +57,9 @@ class GateResult:
     detail: dict[str, Any] = field(default_factory=dict)
     starved: bool = False
     """INCONCLUSIVE for lack of samples or values: more traffic would decide it."""
+    target: str | None = None
+    """The key of the target judged (analysis.gates expands a gate per target); None when
+    one question covers several targets (a query naming nothing that differs between them)."""
 
     def to_data(self) -> dict[str, Any]:
         data = asdict(self)

@@ -43,6 +43,9 @@ class Preset:
     """What the value is measured in, for verdicts a person can read ("0.61s")."""
     rate: bool = False
     """A share of requests with a known request count: a breach fails only beyond chance."""
+    needs: tuple[str, ...] = ()
+    """Target fields its queries read (``function``, ``alias``): every target a gate with
+    this preset judges must have them, besides ``canary_version`` and ``stable_version``."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,13 @@ class ProviderKind(Generic[C]):
     delay: float = 0.0
     """How late its metrics arrive, in seconds: a gate's windows end this long before now
     (the gate's ``delay`` overrides it), so the newest part of a window is not half empty."""
+
+    resolution: float = 0.0
+    """The step of the values a relative check is bounded with is at least this (CloudWatch:
+    60 s, the period AWS services publish at); a statistical check names its own step."""
+    routed_by: tuple[str, ...] = ()
+    """Target fields that say where its queries go (cloudwatch: ``region``, ``role_arn``):
+    targets that differ in them are asked apart, even by a gate that names none of them."""
 
     def preset(self, name: str) -> Preset | None:
         return next((p for p in self.presets if p.name == name), None)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import structlog
 
 from analysis.base import MetricProvider, Verdict
-from analysis.gates import EvaluationContext, evaluate
+from analysis.gates import EvaluationContext, TargetContext, evaluate
 from analysis.hooks.kind import HookCall, HookCaller, HookError, HookTarget
 from analysis.judges import GateResult, error_result
 from canary.clock import Clock
@@ -289,19 +289,24 @@ class ActionRunner:
                 now=now,
                 weight=r.weight,
                 elapsed=(now - r.created_at).total_seconds(),
-                variables=variables(r),
+                targets=targets(r),
             )
             results = await evaluate(gates, self.providers, ctx, self.provider_timeout)
         return CheckResult(tuple(splits), tuple(unreadable + results))
 
 
-def variables(r: Rollout) -> dict[str, str]:
-    """What a gate's query template may name, for this rollout now."""
-    first = r.spec.targets[0]
+def targets(r: Rollout) -> list[TargetContext]:
+    """Each target as the gates see it: what a gate's query template may name there, now."""
+    return [TargetContext(state.key, variables(r, index)) for index, state in enumerate(r.targets)]
+
+
+def variables(r: Rollout, index: int = 0) -> dict[str, str]:
+    """What a gate's query template may name, for this rollout's ``index``-th target now."""
+    target = r.spec.targets[index]
     return {
-        **target_variables(first),
-        "canary_version": first.canary_version,
-        "stable_version": r.targets[0].stable or "",
+        **target_variables(target),
+        "canary_version": target.canary_version,
+        "stable_version": r.targets[index].stable or "",
         "rollout": r.name,
         "step": str(r.step + 1),
         "weight": f"{r.weight:g}",

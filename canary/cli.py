@@ -47,14 +47,22 @@ def serve(config_file: str | None) -> None:
 @click.option(
     "--preflight", is_flag=True, help="also check every target and metric provider (read-only)"
 )
+@click.option(
+    "--rate",
+    callback=lambda _c, _p, v: _rate(v),
+    help="requests per target, e.g. 20/min: also say how long the plan takes and whether "
+    "its gates can judge (exit 1 if not)",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @_friendly
-def validate(path: str, preflight: bool, output: str) -> None:
+def validate(path: str, preflight: bool, rate: float | None, output: str) -> None:
     """Check a rollout spec and print each target's key; with --preflight, ask the backends."""
+    from canary.estimate import estimate
     from config.settings import load_settings
     from config.spec import load_file
 
     document = load_file(path)
+    plan = estimate(document, rate) if rate is not None else None
     settings = load_settings() if preflight else None
     document, notes = _canonical(document, settings)
     problems: list[str] = []
@@ -72,6 +80,7 @@ def validate(path: str, preflight: bool, output: str) -> None:
                     "problems": problems,
                     "notes": notes,
                 }
+                | ({"estimate": plan.to_data()} if plan is not None else {})
             )
         )
     else:
@@ -83,8 +92,22 @@ def validate(path: str, preflight: bool, output: str) -> None:
             click.echo(
                 f"ok: {document.metadata.name}: {', '.join(keys)}; plan {document.describe_plan()}"
             )
-    if problems:
+        if plan is not None:
+            click.echo("\n".join(plan.lines()))
+    if problems or (plan is not None and not plan.can_judge):
         sys.exit(EXIT_OUTCOME)
+
+
+def _rate(value: str | None) -> float | None:
+    """``--rate`` in requests per second, or a usage error saying how to write it."""
+    from canary.estimate import parse_rate
+
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _canonical(document: Any, settings: Any) -> tuple[Any, list[str]]:
@@ -142,12 +165,20 @@ async def _preflight(document: Any, settings: Any) -> list[str]:
     type=click.Choice(["succeeded", "rolled_back", "paused", "awaiting_approval", "failed"]),
     help="exit 1 unless the rollout ends in this phase",
 )
+@click.option(
+    "--rate",
+    callback=lambda _c, _p, v: _rate(v),
+    help="requests per target, e.g. 20/min: also estimate the plan's length at that rate",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("-v", "--verbose", is_flag=True, help="also show write-ahead intents")
 @_friendly
-def simulate(path: str, scenario: str, expect: str | None, output: str, verbose: bool) -> None:
+def simulate(
+    path: str, scenario: str, expect: str | None, rate: float | None, output: str, verbose: bool
+) -> None:
     """Dry-run a spec against scripted metrics on a virtual clock, and print the timeline."""
     from canary import logs
+    from canary.estimate import estimate
     from canary.simulate import simulate as run
     from canary.timeline import outcome, render
     from config.scenario import load_scenario
@@ -157,6 +188,7 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
     document = load_file(path)
     script = load_scenario(scenario)
     result = asyncio.run(run(document, script))
+    plan = estimate(document, rate) if rate is not None else None
     if output == "json":
         click.echo(
             json.dumps(
@@ -166,7 +198,8 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
                     "virtual_seconds": result.virtual_seconds,
                     "wall_seconds": result.wall_seconds,
                     "notes": result.notes,
-                },
+                }
+                | ({"estimate": plan.to_data()} if plan is not None else {}),
                 indent=2,
             )
         )
@@ -182,6 +215,8 @@ def simulate(path: str, scenario: str, expect: str | None, output: str, verbose:
         click.echo(
             f"simulated {result.virtual_seconds / 60:.1f} min in {result.wall_seconds:.2f} s"
         )
+        if plan is not None:
+            click.echo("\n".join(plan.lines()))
     if expect is not None and result.rollout.phase.value != expect:
         click.echo(f"expected {expect}, got {result.rollout.phase.value}", err=True)
         sys.exit(EXIT_OUTCOME)

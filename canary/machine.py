@@ -760,7 +760,11 @@ def _checked(r: Rollout, e: CheckResult, now: datetime) -> Transition:
                 watched=watched,
                 bake=step.bake,
                 max_bake=max_bake,
-                gates=[{"gate": res.gate, "samples": res.samples} for res in stuck],
+                gates=[
+                    {"gate": res.gate, "samples": res.samples}
+                    | ({"target": res.target} if res.target else {})
+                    for res in stuck
+                ],
             )
         )
         return Transition(r.model_copy(update={"next_check_at": _next_check(r, now)}), events)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from analysis.judges import fmt
 from canary.events import EventKind
@@ -23,6 +24,14 @@ def offset(at: datetime, start: datetime) -> str:
     return f"+{hours}:{minutes:02d}:{secs:02d}" if hours else f"+{minutes:02d}:{secs:02d}"
 
 
+def _named(result: dict[str, Any]) -> str:
+    """The gate's name, with its target when the explanation names one (several targets)."""
+    name, words = str(result["gate"]), str(result.get("explanation", ""))
+    if words.startswith(f"{name} [") and "]" in words:
+        return words[: words.index("]") + 1]
+    return name
+
+
 def describe(event: Event) -> str:
     """One line for ``event``; gate evaluations list every gate compactly."""
     if event.kind == EventKind.ANALYSIS_EVALUATED:
@@ -30,7 +39,7 @@ def describe(event: Event) -> str:
         for result in event.data.get("results", []):
             verdict = result["verdict"]
             if verdict == "PASS":
-                parts.append(f"{result['gate']} {fmt(result['value'])} PASS")
+                parts.append(f"{_named(result)} {fmt(result['value'])} PASS")
             else:
                 parts.append(result["explanation"])
         counters = event.data.get("counters", {})

@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from analysis import cloudwatch
 from analysis.cloudwatch import CloudWatchMetric
 from analysis.hooks.kind import GATE_POINTS
 from analysis.hooks.registry import BY_NAME as HOOK_KINDS
@@ -148,6 +149,7 @@ Limit = Annotated[int, Field(strict=True, ge=0, le=1000), BeforeValidator(_whole
 Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Percent = Annotated[float, Field(strict=True, ge=0, le=1_000_000, allow_inf_nan=False)]
 Flag = Annotated[bool, Field(strict=True)]
+TargetIndex = Annotated[int, Field(strict=True, ge=0, le=49), BeforeValidator(_whole)]
 
 
 class Step(StrictModel):
@@ -319,6 +321,13 @@ class Gate(StrictModel):
         default=False,
         description="evaluated, recorded and shown, never counted toward a limit or a decision",
     )
+    targets: list[TargetIndex] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="the targets this gate judges, by index in spec.targets (0 is the "
+        "first); default every target, each judged on its own",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Gate:
@@ -445,6 +454,27 @@ class Gate(StrictModel):
                 )
             )
         stat = self.statistical
+        if (
+            stat is not None
+            and self.provider == "cloudwatch"
+            and not cloudwatch.valid_period(max(stat.step, 60.0) if self.preset else stat.step)
+        ):
+            found.append(
+                (
+                    ("statistical", "step"),
+                    f"{format_duration(stat.step)} is not a CloudWatch period: the values over "
+                    "the window are asked one period apart, and GetMetricData takes 1s, 5s, "
+                    "10s, 30s or a multiple of 1m (Lambda's metrics: a multiple of 1m)",
+                )
+            )
+        elif stat is not None and self.preset and self.provider == "cloudwatch" and stat.step < 60:
+            found.append(
+                (
+                    ("statistical", "step"),
+                    f"{format_duration(stat.step)}: Lambda keeps {self.preset}'s metrics per "
+                    "minute; use a step of 1m or a multiple of it",
+                )
+            )
         if stat is not None and self.window > 0:
             needed = values_needed(stat.confidence)
             have = int(self.window // stat.step) if stat.step > 0 else 0
@@ -469,7 +499,26 @@ class Gate(StrictModel):
         }
         if self.preset_options is not None and self.preset_options.selector is not None:
             found["preset_options.selector"] = self.preset_options.selector
+        for name, metric in (self.metrics or {}).items():  # the provider renders these too
+            for part in ("namespace", "metric", "stat"):
+                found[f"metrics.{name}.{part}"] = getattr(metric, part)
+            for dimension, value in metric.dimensions.items():
+                found[f"metrics.{name}.dimensions.{dimension}"] = value
         return found
+
+
+def gate_variables(gate: Gate) -> set[str]:
+    """The template variables ``gate`` reads: its templates', and its preset's."""
+    names: set[str] = set()
+    for text in gate.templates().values():
+        try:
+            names.update(names_in(text))
+        except TemplateError:  # refused when the spec is read
+            continue
+    declared = PROVIDER_KINDS[gate.provider].preset(gate.preset) if gate.preset else None
+    if declared is not None:
+        names.update(("canary_version", "stable_version", *declared.needs))
+    return names
 
 
 class Analysis(StrictModel):
@@ -653,35 +702,85 @@ class RolloutSpec(StrictModel):
 
     @model_validator(mode="after")
     def _known_template_variables(self) -> RolloutSpec:
-        """A query naming a variable nobody fills in is refused now, not mid-rollout."""
-        known = set(ALWAYS) | set(target_variables(self.targets[0]))
+        """A gate reading a variable that one of its targets lacks is refused now, not
+        mid-rollout: each gate is judged on every target it names (all by default)."""
+        known = [set(ALWAYS) | set(target_variables(t)) for t in self.targets]
         found: list[tuple[tuple[str | int, ...], str]] = []
         for index, gate in enumerate(self.analysis.gates):
+            where: tuple[str | int, ...] = ("analysis", "gates", index)
+            judged = list(range(len(self.targets))) if gate.targets is None else gate.targets
+            outside = sorted({i for i in judged if i >= len(self.targets)})
+            if outside:
+                found.append(
+                    (
+                        (*where, "targets"),
+                        f"no target {', '.join(map(str, outside))}: the spec has "
+                        f"{len(self.targets)} (0 to {len(self.targets) - 1})",
+                    )
+                )
+                continue
             for field_path, text in gate.templates().items():
-                path: tuple[str | int, ...] = ("analysis", "gates", index, *field_path.split("."))
+                path = (*where, *field_path.split("."))
                 try:
                     names = names_in(text)
                 except TemplateError as exc:
                     found.append((path, str(exc)))
                     continue
-                unknown = [name for name in names if name not in known]
-                if not unknown:
-                    continue
-                hints = []
-                for name in unknown:
-                    close = difflib.get_close_matches(name, sorted(known), n=1)
-                    hints += [f"did you mean {{{{ {close[0]} }}}}? "] if close else []
-                shown = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
-                found.append(
-                    (
-                        path,
-                        f"unknown template variable {shown}; {''.join(hints)}known: "
-                        f"{', '.join(sorted(known))}",
+                problem = self._missing_on(names, judged, known)
+                if problem:
+                    found.append((path, problem))
+            declared = PROVIDER_KINDS[gate.provider].preset(gate.preset) if gate.preset else None
+            if declared is not None and declared.needs:
+                lacking = [i for i in judged if not set(declared.needs) <= known[i]]
+                if lacking:
+                    found.append(
+                        (
+                            (*where, "preset"),
+                            f"{gate.preset} reads {' and '.join(declared.needs)} of each "
+                            f"target it judges; {self._named(lacking)} "
+                            f"{'has' if len(lacking) == 1 else 'have'} none: "
+                            f"{self._fix(judged, lacking)}",
+                        )
                     )
-                )
         if found:
             raise problems(*found)
         return self
+
+    def _named(self, indexes: Sequence[int]) -> str:
+        return ", ".join(f"targets[{i}] ({self.targets[i].kind})" for i in indexes)
+
+    def _fix(self, judged: Sequence[int], lacking: Sequence[int]) -> str:
+        rest = [i for i in judged if i not in lacking]
+        if rest:
+            shown = ", ".join(map(str, rest))
+            return f"set targets: [{shown}] on the gate to judge only the others"
+        return "use a provider or preset that fits these targets"
+
+    def _missing_on(
+        self, names: Sequence[str], judged: Sequence[int], known: Sequence[set[str]]
+    ) -> str | None:
+        """Why ``names`` cannot be filled in on every judged target, or None."""
+        everywhere = set.union(*known)
+        unknown = [n for n in names if n not in everywhere]
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, sorted(everywhere), n=1)
+                hints += [f"did you mean {{{{ {close[0]} }}}}? "] if close else []
+            shown = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
+            return (
+                f"unknown template variable {shown}; {''.join(hints)}known: "
+                f"{', '.join(sorted(everywhere))}"
+            )
+        for name in names:
+            lacking = [i for i in judged if name not in known[i]]
+            if lacking:
+                return (
+                    f"{{{{ {name} }}}} has no value on {self._named(lacking)}, which this gate "
+                    f"judges: {self._fix(judged, lacking)}, or write the value in place of "
+                    "the variable"
+                )
+        return None
 
 
 LabelKey = Annotated[str, Field(min_length=1, max_length=63)]

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_rig import TOKENS
+from api_rig import TOKENS, spec_data
 from dashboard_rig import CHROMIUM_DIRS, LiveDaemon
+from helpers import lambda_target
 from playwright import sync_api as playwright  # a pinned dev dependency: never skipped
 from services import require_binary, wait_for
 
@@ -285,6 +286,34 @@ def test_each_gate_is_charted_one_point_per_evaluation_with_its_threshold(
         len([e for e in failed if e["data"]["results"][0]["verdict"] == "FAIL"])
     )
     expect(marks).not_to_have_count(0)
+
+
+def test_a_gate_judged_on_two_targets_gets_a_chart_per_target(
+    page: Any, daemon: LiveDaemon
+) -> None:
+    data = spec_data("orders", steps=[{"weight": 20, "bake": "2s"}, {"weight": 100}], name="two")
+    data["spec"]["targets"].append(lambda_target("orders-worker"))
+    data["spec"]["analysis"] = {
+        "interval": "1s",
+        "gates": [
+            {
+                "name": "per-target",
+                "provider": "cloudwatch",
+                "query": "errors_{{ function }}",
+                "max": 0.01,
+            }
+        ],
+    }
+    status, rollout = daemon.call("POST", "/rollouts", "ci", data)
+    assert status == 201, rollout
+    sign_in(page, daemon, "reader", f"/#/rollouts/{rollout['id']}")
+    expect(page.locator("h1 [data-phase]")).to_have_text("succeeded", timeout=20_000)
+    keys = [t["key"] for t in rollout["targets"]]
+    for key in keys:
+        figure = page.locator(f"figure[data-gate='per-target'][data-target='{key}']")
+        expect(figure.locator("figcaption")).to_contain_text(f"per-target [{key}]")
+        expect(figure.locator("circle[data-verdict=pass]")).not_to_have_count(0)
+    expect(page.locator("figure[data-gate='per-target']")).to_have_count(2)
 
 
 def test_the_demo_shows_both_rollouts_live_and_lingers_until_ctrl_c(page: Any, shots: Path) -> None:

@@ -89,11 +89,15 @@ def test_relative_p95_above_the_allowance_by_chance_is_inconclusive_not_fail() -
     assert "3 and 5 values over the window are too few to bound it at 99%" in few.explanation
 
 
-def test_relative_without_values_over_the_window_says_it_judged_the_point_estimate() -> None:
+def test_a_cloudwatch_relative_check_is_bounded_with_its_values_like_any_other() -> None:
+    """CloudWatch answers per-period values (analysis/cloudwatch.py): no point estimate."""
     g = gate(provider="cloudwatch", query="p", stable_query="s", relative={"max_increase": 0.1})
-    result = judge(g, m(0.61), m(0.32))
-    assert result.verdict == Verdict.FAIL
-    assert "(one value per window: no values over it to bound it)" in result.explanation
+    bare = judge(g, m(0.61), m(0.32))
+    assert bare.verdict == Verdict.INCONCLUSIVE
+    assert "0 and 0 values over the window are too few to bound it" in bare.explanation
+    bounded = judge(g, m(0.61, values=SLOW), m(0.32, values=STEADY))
+    assert bounded.verdict == Verdict.FAIL
+    assert "99% bound" in bounded.explanation
 
 
 def test_a_healthy_heavy_tailed_canary_rarely_fails_the_relative_check() -> None:
@@ -121,7 +125,8 @@ def test_relative_latency_gates_ask_for_values_and_error_rates_do_not() -> None:
     )
     assert [q.series_step for q in queries_for(p95, ctx)] == [60, 60]
     assert [q.series_step for q in queries_for(errors, ctx)] == [None, None]
-    assert [q.series_step for q in queries_for(cloudwatch, ctx)] == [None, None]
+    # CloudWatch's values come a minute apart (Lambda's period), whatever the window.
+    assert [q.series_step for q in queries_for(cloudwatch, ctx)] == [60, 60]
 
 
 def test_relative_absolute_allowance_wins_when_larger() -> None:

@@ -97,7 +97,9 @@ def gates(results: Sequence[dict[str, Any]]) -> str:
     for res in results:
         verdict = str(res.get("verdict"))
         icon = VERDICT_ICON.get(verdict, "")
-        lines.append(f"{icon} *{res.get('gate')}* {verdict}: {_fmt(res.get('value'))}")
+        several = len({r.get("target") for r in results}) > 1
+        target = f" `{res['target']}`" if res.get("target") and several else ""
+        lines.append(f"{icon} *{res.get('gate')}*{target} {verdict}: {_fmt(res.get('value'))}")
     return "\n".join(lines)
 
 

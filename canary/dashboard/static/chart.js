@@ -30,13 +30,29 @@ function limits(gate, point) {
   return found;
 }
 
-// The evaluations of one gate: [{at, value, stable, verdict, explanation, samples}]
-export function series(events, name) {
+// The targets a gate's results name, in order of first appearance (null: one question
+// covering several targets, or a record from before results named their target).
+export function targetsOf(events, name) {
+  const seen = [];
+  for (const event of events) {
+    if (event.kind !== "analysis.evaluated") continue;
+    for (const result of event.data?.results ?? []) {
+      const target = result.target ?? null;
+      if (result.gate === name && !seen.includes(target)) seen.push(target);
+    }
+  }
+  return seen.length ? seen : [null];
+}
+
+// The evaluations of one gate (on one target, when given): [{at, value, stable, verdict,
+// explanation, samples}]
+export function series(events, name, target) {
   const points = [];
   for (const event of events) {
     if (event.kind !== "analysis.evaluated") continue;
     for (const result of event.data?.results ?? []) {
       if (result.gate !== name) continue;
+      if (target !== undefined && (result.target ?? null) !== target) continue;
       points.push({
         seq: event.seq,
         at: Date.parse(event.at),
@@ -111,19 +127,25 @@ export function gateCharts(container, rollout, events) {
     container.replaceChildren(document.createTextNode("This rollout has no gates."));
     return;
   }
-  const figures = gates.map((gate) => {
-    const points = series(events, gate.name);
-    const compares = points.some((p) => p.stable !== null);
-    const legend = document.createElement("figcaption");
-    const last = points[points.length - 1];
-    legend.textContent = `${gate.name}: ${points.length} evaluation(s)` +
-      (compares ? " · canary (solid) beside stable (dotted)" : "") +
-      (last ? ` · last: ${last.explanation}` : "");
-    const figure = document.createElement("figure");
-    figure.className = "chart";
-    figure.dataset.gate = gate.name;
-    figure.append(chart(gate, points), legend);
-    return figure;
+  // A gate judged on several targets gets one chart per target.
+  const figures = gates.flatMap((gate) => {
+    const targets = targetsOf(events, gate.name);
+    return targets.map((target) => {
+      const points = series(events, gate.name, targets.length > 1 ? target : undefined);
+      const compares = points.some((p) => p.stable !== null);
+      const legend = document.createElement("figcaption");
+      const last = points[points.length - 1];
+      const title = targets.length > 1 ? `${gate.name} [${target ?? "asked once"}]` : gate.name;
+      legend.textContent = `${title}: ${points.length} evaluation(s)` +
+        (compares ? " · canary (solid) beside stable (dotted)" : "") +
+        (last ? ` · last: ${last.explanation}` : "");
+      const figure = document.createElement("figure");
+      figure.className = "chart";
+      figure.dataset.gate = gate.name;
+      if (targets.length > 1 && target !== null) figure.dataset.target = target;
+      figure.append(chart(gate, points), legend);
+      return figure;
+    });
   });
   container.className = "charts";
   container.replaceChildren(...figures);
