@@ -33,8 +33,9 @@ from canary.store import MemoryStore
 from config.durations import RANGES, format_duration, parse_duration
 from config.schema import schema as spec_schema
 from config.settings import Settings
-from config.spec import Gate
+from config.spec import Gate, gate_variables
 from config.targets import Target
+from config.templates import ALWAYS, target_variables
 from strategies.memory import MemoryFleet
 from strategies.registry import TargetSpec
 
@@ -139,7 +140,8 @@ def within_what_json_schema_can_say(body: Any) -> Any:
     weights increasing to 100, durations written as text within their range, distinct
     targets, min <= max; a gate canary still refuses (too few statistical steps in its
     window, metric ids or template variables its queries use) is left out, and so is a
-    second gate of the same name. tests/test_spec.py covers those rules; the positive run
+    second gate of the same name, and a gate's targets are the spec's, with what its preset reads.
+    tests/test_spec.py covers those rules; the positive run
     checks that everything else the schema allows is accepted (most generated gates stay)."""
     spec = body.get("spec") if isinstance(body, dict) else None
     if not isinstance(spec, dict):
@@ -179,6 +181,8 @@ def within_what_json_schema_can_say(body: Any) -> Any:
                 target["context"] = "test"
         by_key.setdefault(TARGET.validate_python(target).key(), target)
     spec["targets"] = list(by_key.values())
+    targets = [TARGET.validate_python(t) for t in spec["targets"]]
+    known = [set(ALWAYS) | set(target_variables(t)) for t in targets]
     analysis = spec.get("analysis")
     if isinstance(analysis, dict) and isinstance(analysis.get("gates"), list):
         kept: dict[str, Any] = {}
@@ -187,8 +191,16 @@ def within_what_json_schema_can_say(body: Any) -> Any:
             if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
                 gate["min"], gate["max"] = high, low
             try:
-                Gate.model_validate(gate)
+                judged = Gate.model_validate(gate).targets
             except ValidationError:
+                continue
+            # A gate judges targets that exist and read what they have (test_multi_target.py).
+            judged = [i for i in judged or range(len(targets)) if i < len(targets)]
+            if gate.get("targets") is not None:
+                gate["targets"] = judged
+            if not judged or not all(
+                gate_variables(Gate.model_validate(gate)) <= known[i] for i in judged
+            ):
                 continue
             if "{{" not in json.dumps(gate):
                 kept.setdefault(gate["name"], gate)
