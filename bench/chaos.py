@@ -53,7 +53,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -156,7 +155,8 @@ class Report:
         ]
         if self.faults:
             out.append(
-                "  injected faults: " + ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items()))
+                "  injected faults: "
+                + ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items()))
             )
         out += [f"  BROKEN: {line}" for line in self.broken]
         return out
@@ -214,7 +214,7 @@ class Aws:
             for plan in plans:
                 try:
                     primary, weights = self.alias(plan.function)
-                except Exception:  # noqa: BLE001 - a lost second of traffic is only that
+                except Exception:  # a lost second of traffic is only that
                     continue
                 share = 1.0 if primary == CANARY else weights.get(CANARY, 0.0)
                 rate = {"good": 0.0, "bad": 0.2, "late": 0.5 if share >= 0.5 else 0.0}
@@ -291,10 +291,9 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {self.proc.returncode}")
-            with suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    self.healthy_at = time.monotonic()
-                    return
+            with suppress(OSError), urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                self.healthy_at = time.monotonic()
+                return
             time.sleep(0.05)
         raise RuntimeError(f"the daemon was not healthy within {timeout:g}s")
 
@@ -360,7 +359,7 @@ def agrees(r: Rollout, share: float | None) -> str | None:
         case Phase.PENDING | Phase.ROLLED_BACK | Phase.FAILED:
             allowed = {0.0}
         case Phase.SHIFTING:
-            allowed = {target.weight, step} if step is not None else {target.weight}
+            allowed = {target.weight} | ({step} if step is not None else set())
         case Phase.BAKING | Phase.AWAITING_APPROVAL | Phase.PAUSED:
             allowed = {target.weight}
         case Phase.PROMOTING:
@@ -373,9 +372,9 @@ def agrees(r: Rollout, share: float | None) -> str | None:
                 allowed = {0.0}
         case _:
             return f"unknown phase {r.phase}"
-    if share in {round(w, 6) for w in allowed if w is not None}:
+    if share in {round(w, 6) for w in allowed}:
         return None
-    return f"allowed {sorted(w for w in allowed if w is not None)}"
+    return "allowed: " + " or ".join(describe(w) for w in sorted(allowed))
 
 
 def describe(share: float | None) -> str:
@@ -427,10 +426,12 @@ async def check(store_url: str, aws: Aws, plans: list[Plan], uptime: float, repo
                 aws.retire(plan)
                 if r.phase != plan.expected:
                     report.broken.append(
-                        f"{where}: ended {r.phase}, its metrics dictate {plan.expected}: "
-                        f"{r.reason}"
+                        f"{where}: ended {r.phase}, its metrics dictate {plan.expected}: {r.reason}"
                     )
-                elif r.phase == Phase.ROLLED_BACK and (r.cause is None or r.cause.value != "gate_failed"):
+                elif (
+                    r.phase == Phase.ROLLED_BACK
+                    and getattr(r.cause, "value", None) != "gate_failed"
+                ):
                     report.broken.append(f"{where}: rolled back for {r.cause}, not a failed gate")
     finally:
         await store.close()
@@ -508,7 +509,10 @@ def run(options: Options, store_url: str, workdir: Path) -> Report:
             asyncio.run(check(store_url, aws, plans, uptime, report))
             say(
                 f"kill {report.kills}{' (starting)' if early else ''}: "
-                + ", ".join(f"{p.function} {p.seen[1]}" for p in plans if p.seen)
+                + ", ".join(
+                    f"{phase} {n}"
+                    for phase, n in sorted(Counter(p.seen[1] for p in plans if p.seen).items())
+                )
             )
             daemon.start()
             report.restarts += 1

@@ -30,6 +30,10 @@ LAMBDA = r"^/2015-03-31/functions/"
 KINDS = ("throttle", "5xx", "timeout")
 
 
+def _quiet(request: object, client_address: object) -> None:
+    """A killed daemon resets its connections: not worth a traceback on stderr."""
+
+
 class FaultProxy(AwsProxy):
     def __init__(
         self,
@@ -47,6 +51,7 @@ class FaultProxy(AwsProxy):
         self.injected: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._draw = threading.Lock()
+        self._server.handle_error = _quiet  # type: ignore[method-assign]
 
     def _pick(self, path: str) -> str | None:
         if not self.rate or not self.paths.search(path):
@@ -77,3 +82,9 @@ class FaultProxy(AwsProxy):
             time.sleep(self.stall)
             return DROP
         return super().handle(method, path, headers, body)
+
+    def heal(self) -> None:
+        """The backend recovers: no more faults, random or scripted."""
+        self.rate = 0.0
+        with self._lock:
+            self._faults.clear()
