@@ -449,6 +449,13 @@ class Options:
     seed: int = 1
     postgresql_url: str | None = None
     quiet: bool = False
+    uptime: float | None = None  # longest life of a daemon before its kill
+
+    @property
+    def longest(self) -> float:
+        """A flaky API makes every call slower: a daemon killed every 2 s would never get
+        a start through, which shows nothing, so lives are longer with faults."""
+        return self.uptime if self.uptime is not None else (10.0 if self.faults else 3.0)
 
 
 @contextmanager
@@ -502,7 +509,7 @@ def run(options: Options, store_url: str, workdir: Path) -> Report:
             if early:
                 time.sleep(rng.uniform(0.0, 1.0))
             else:
-                time.sleep(rng.uniform(0.2, 3.0))
+                time.sleep(rng.uniform(0.2, options.longest))
             uptime = daemon.uptime()
             daemon.kill9()
             report.kills += 1
@@ -586,6 +593,11 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--faults", type=float, default=0.0, help="share of Lambda calls to fault (0.3 = 30%%)"
     )
+    parser.add_argument(
+        "--uptime",
+        type=float,
+        help="longest life of a daemon before its kill, seconds (3; 10 with --faults)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--postgresql-url", default=os.environ.get("CANARY_CHAOS_POSTGRESQL_URL"), help=""
@@ -602,6 +614,7 @@ def parse(argv: list[str] | None = None) -> Options:
         seed=args.seed,
         postgresql_url=args.postgresql_url,
         quiet=args.quiet,
+        uptime=args.uptime,
     )
 
 
