@@ -70,6 +70,19 @@ class EventBus:
     def unsubscribe(self, queue: asyncio.Queue[Batch]) -> None:
         self._subscribers.discard(queue)
 
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._subscribers)
+
+    def relay(self, r: Rollout, events: list[Event]) -> None:
+        """Events another replica stored: to subscribers (event streams) only. The log,
+        metrics and notifiers heard them on the replica that stored them."""
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait((r, events))
+            except asyncio.QueueFull:
+                log.warning("events.dropped", rollout_id=r.id, count=len(events))
+
     def publish(self, r: Rollout, events: list[Event]) -> None:
         for e in events:
             log.info(

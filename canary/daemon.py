@@ -2,7 +2,9 @@
 
 Stopping is as important as starting. SIGTERM (what Kubernetes and systemd send) lets every
 in-flight backend call finish and be recorded, then exits; every rollout is resumable by the
-next daemon over the same store. One daemon per SQLite file, enforced by a lock file.
+next daemon over the same store. One daemon per SQLite file, enforced by a lock file;
+on PostgreSQL several daemons (replicas) share the database, each driving the rollouts it
+holds the lease of (``canary.replica``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import fcntl
 import os
 import signal
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -24,13 +27,13 @@ from analysis.kind import CheckedProvider
 from analysis.registry import PROVIDERS
 from canary import __version__, logs
 from canary.api.app import ApiRunner, build_app
-from canary.clock import RealClock
+from canary.clock import Clock, RealClock
 from canary.engine import Engine, EngineOptions, Preflight
 from canary.events import ActionError, ErrorKind
 from canary.metrics import Metrics
 from canary.model import Rollout
 from canary.slack import build_notifier
-from canary.store import Store, StoreError, open_store
+from canary.store import Store, StoreError, display_url, open_store
 from config.errors import SpecError
 from config.settings import Settings
 from config.spec import RolloutDocument, canonical_document
@@ -73,10 +76,15 @@ def lock_store(store_url: str) -> IO[str] | None:
 
 
 def unusable_store(store_url: str, why: str) -> DaemonError:
-    return DaemonError(
-        f"CANARY_STORE_URL {store_url!r} cannot be used: {why}; give a file in a writable "
-        "directory, e.g. sqlite:////var/lib/canary/canary.db"
-    )
+    if store_url.startswith("postgresql://"):
+        fix = (
+            "check that the server answers at that address, that the database exists and "
+            "that the user may create tables in it (the URL is libpq's: "
+            "postgresql://user:password@host:5432/dbname)"
+        )
+    else:
+        fix = "give a file in a writable directory, e.g. sqlite:////var/lib/canary/canary.db"
+    return DaemonError(f"CANARY_STORE_URL {display_url(store_url)!r} cannot be used: {why}; {fix}")
 
 
 async def open_daemon_store(store_url: str) -> Store:
@@ -92,6 +100,27 @@ async def open_daemon_store(store_url: str) -> Store:
         await store.close()
         raise unusable_store(store_url, str(exc)) from None
     return store
+
+
+RETENTION_EVERY = 3600.0  # seconds between two prunes of ended rollouts
+
+
+async def keep_retention(store: Store, clock: Clock, days: float, every: float) -> None:
+    """Delete ended rollouts (and their events) ``days`` after they ended, every ``every``
+    seconds, in batches; ``days`` 0 keeps everything. Runs until cancelled."""
+    if days <= 0:
+        return
+    while True:
+        try:
+            cutoff = clock.now() - timedelta(days=days)
+            total = 0
+            while (pruned := await store.prune(cutoff)) > 0:
+                total += pruned
+            if total:
+                log.info("store.pruned", rollouts=total, ended_before=cutoff.isoformat())
+        except StoreError as exc:
+            log.warning("store.prune_failed", error=str(exc), retry_in=every)
+        await asyncio.sleep(every)
 
 
 def build_providers(settings: Settings, clients: Clients) -> dict[str, CheckedProvider]:
@@ -250,11 +279,34 @@ async def run_daemon(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    replica = None
+    if settings.store_url.startswith("postgresql://"):  # replicas share it: drive by lease
+        from canary.replica import Replica  # psycopg loads only for PostgreSQL
+        from canary.store.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        replica = Replica(store, engine, ttl=settings.lease_ttl, renew=settings.lease_renew)
+        engine.ownership = replica
     await engine.start()
-    log.info("daemon.ready", listen=settings.listen, store=settings.store_url, version=__version__)
+    if replica is not None:
+        await replica.start()
+    retention = asyncio.create_task(
+        keep_retention(store, engine.clock, settings.retention_days, RETENTION_EVERY),
+        name="canary-retention",
+    )
+    log.info(
+        "daemon.ready",
+        listen=settings.listen,
+        store=display_url(settings.store_url),
+        version=__version__,
+    )
     await stop.wait()
     log.info("daemon.stopping")
+    retention.cancel()
+    await asyncio.gather(retention, return_exceptions=True)
     await engine.stop()
+    if replica is not None:
+        await replica.stop()  # after the engine: in-flight writes still carry their leases
     await runner.cleanup()
     await store.close()
     clients.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -42,13 +43,15 @@ from canary.machine import (
 from canary.model import NewEvent, Rollout
 from canary.observer import Observer, observed_factory, observed_providers
 from canary.scheduler import Scheduler
-from canary.store.base import Store
+from canary.store.base import LeaseLost, StaleWrite, Store
 from config.spec import RolloutDocument
 from strategies.base import StrategyError
 
-__all__ = ["Engine", "EngineOptions", "Notifier", "Preflight", "StrategyFactory"]
+__all__ = ["Engine", "EngineOptions", "Notifier", "Ownership", "Preflight", "StrategyFactory"]
 
 log = structlog.get_logger("canary.engine")
+
+STALE_RETRIES = 5  # a step's result applied again onto commands stored meanwhile
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,20 @@ class EngineOptions:
     stop_timeout: float = 30.0  # how long stop() lets an in-flight action finish
     queue_size: int = 1000  # events buffered for each notifier or subscriber
     action_retry_budget: float = 300.0  # how long a start, shift or promotion may keep failing
+
+
+class Ownership(Protocol):
+    """Which rollouts this engine drives when several replicas share a store
+    (``canary.replica.Replica``); without one, it drives every live rollout."""
+
+    def fence(self, rollout_id: str) -> int | None:
+        """The fencing token of this replica's lease on the rollout, or None."""
+
+    def lost(self, rollout_id: str) -> None:
+        """The lease is gone (a fenced write was refused, or it lapsed)."""
+
+    async def offer(self, rollout_id: str) -> None:
+        """A rollout this replica created: take it (``Engine.take``) if it should drive it."""
 
 
 class Engine:
@@ -95,6 +112,8 @@ class Engine:
         )
         self.bus = EventBus(notifiers, observer, options.queue_size)
         self.running = False
+        self.ownership: Ownership | None = None  # set before start() for several replicas
+        self._resume: set[str] = set()  # taken over from another replica: reconcile first
 
     @property
     def providers(self) -> Mapping[str, MetricProvider]:
@@ -110,6 +129,10 @@ class Engine:
         """Load every live rollout, look at its targets, reconcile, and resume it."""
         self.scheduler.start()
         self.bus.start()
+        if self.ownership is not None:  # the replica takes its rollouts (Engine.take)
+            self.running = True
+            log.info("engine.started", live=None)
+            return
         live = await self.store.live()
         for r in live:
             await self._reconcile(r)
@@ -138,7 +161,10 @@ class Engine:
         rollout, created = new_rollout(document, actor, now, idempotency_key)
         rollout, events = await self.store.create(rollout, [created], now)
         self.bus.publish(rollout, events)
-        self.scheduler.spawn(rollout.id)
+        if self.ownership is None:
+            self.scheduler.spawn(rollout.id)
+        else:
+            await self.ownership.offer(rollout.id)
         return rollout
 
     async def command(self, rollout_id: str, command: Command) -> Rollout:
@@ -146,11 +172,21 @@ class Engine:
         async with self.scheduler.lock(rollout_id):
             r = await self.store.get(rollout_id)
             t = apply(r, command, self.clock.now(), self.retry)
-            if t.changed:
-                r = await self._save(t.rollout, t.events)
-        if r.phase.live:
-            self.scheduler.wake(rollout_id)
+            if t.changed:  # any replica may store a command (compare-and-swap on version)
+                r = await self._save(t.rollout, t.events, fenced=False)
+        if r.phase.live and (self.ownership is None or self.ownership.fence(rollout_id)):
+            self.scheduler.wake(rollout_id)  # elsewhere the owner hears the store's NOTIFY
         return r
+
+    def take(self, rollout_id: str, *, resume: bool) -> None:
+        """Drive a rollout this replica now holds the lease of; ``resume``: another replica
+        drove it before, so look at its targets first, as after a restart."""
+        if resume:
+            self._resume.add(rollout_id)
+        if self.scheduler.running(rollout_id):
+            self.scheduler.wake_running(rollout_id)
+        else:
+            self.scheduler.spawn(rollout_id)
 
     def subscribe(self) -> asyncio.Queue[Batch]:
         """A queue of (rollout, new events) for every save; drop it with unsubscribe()."""
@@ -178,6 +214,10 @@ class Engine:
 
     async def _step(self, rid: str) -> Action | None:
         """One decision and, if it is an action, its performance. None: decide again."""
+        self._fence(rid)  # a replica whose lease is gone stops before it decides anything
+        if rid in self._resume:
+            await self._reconcile(await self.store.get(rid))
+            self._resume.discard(rid)
         async with self.scheduler.lock(rid):
             self.scheduler.consume_wake(rid)
             r = await self.store.get(rid)
@@ -186,7 +226,10 @@ class Engine:
                 return action
             written = intent(r, action)
             if written is not None:  # write-ahead: the intent is stored before any call
-                r = await self._save(r, [written])
+                try:
+                    r = await self._save(r, [written])
+                except StaleWrite:  # another replica stored a command meanwhile
+                    return None
         structlog.contextvars.bind_contextvars(step=r.step + 1)
         if isinstance(action, Check):  # read-only: abandoned when a command lands
             result = await self.scheduler.interruptible(rid, self.runner.perform(r, action))
@@ -194,11 +237,18 @@ class Engine:
                 return None
         else:
             result = await self.runner.perform(r, action)
-        async with self.scheduler.lock(rid):
-            r = await self.store.get(rid)
-            t = apply(r, result, self.clock.now(), self.retry)
-            if t.changed or t.events:
-                await self._save(t.rollout, t.events)
+        for attempt in range(1, STALE_RETRIES + 1):
+            async with self.scheduler.lock(rid):
+                r = await self.store.get(rid)
+                t = apply(r, result, self.clock.now(), self.retry)
+                if not (t.changed or t.events):
+                    return None
+                try:
+                    await self._save(t.rollout, t.events)
+                    return None
+                except StaleWrite:  # a command stored by another replica: apply onto it
+                    if attempt == STALE_RETRIES:
+                        raise
         return None
 
     async def _reconcile(self, r: Rollout) -> None:
@@ -212,7 +262,28 @@ class Engine:
             t = apply(r, Restarted(splits), self.clock.now(), self.retry)
             await self._save(t.rollout, t.events)
 
-    async def _save(self, r: Rollout, events: Sequence[NewEvent]) -> Rollout:
-        saved, stored = await self.store.save(r, list(events), self.clock.now())
+    async def _save(
+        self, r: Rollout, events: Sequence[NewEvent], *, fenced: bool = True
+    ) -> Rollout:
+        """Store and publish. ``fenced``: a write of the rollout's driver, which carries the
+        replica's fencing token when there are several (commands are not fenced)."""
+        fence = self._fence(r.id) if fenced else None
+        try:
+            saved, stored = await self.store.save(r, list(events), self.clock.now(), fence=fence)
+        except LeaseLost:
+            if self.ownership is not None:
+                self.ownership.lost(r.id)
+            raise
         self.bus.publish(saved, stored)
         return saved
+
+    def _fence(self, rid: str) -> int | None:
+        """This replica's fencing token for ``rid`` (None with a single daemon); raises
+        ``LeaseLost`` if it holds no live lease on it."""
+        if self.ownership is None:
+            return None
+        fence = self.ownership.fence(rid)
+        if fence is None:
+            self.ownership.lost(rid)
+            raise LeaseLost(rid, None, "this replica holds no live lease on it")
+        return fence

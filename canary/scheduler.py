@@ -25,7 +25,7 @@ import structlog
 
 from canary.clock import Clock
 from canary.machine import Action, Done, RetryPolicy, Wait
-from canary.store.base import NotFound, Unreadable
+from canary.store.base import LeaseLost, NotFound, Unreadable
 
 log = structlog.get_logger("canary.engine")
 T = TypeVar("T")
@@ -75,6 +75,16 @@ class Scheduler:
             self._wake[rid].set()
         else:
             self.spawn(rid)
+
+    def wake_running(self, rid: str) -> None:
+        """Make the rollout's task decide again now, if it has one; never start one."""
+        task = self._tasks.get(rid)
+        if task is not None and not task.done():
+            self._wake[rid].set()
+
+    def running(self, rid: str) -> bool:
+        task = self._tasks.get(rid)
+        return task is not None and not task.done()
 
     def consume_wake(self, rid: str) -> None:
         """The step about to decide sees the newest state: a wake-up before it is spent."""
@@ -177,6 +187,14 @@ class Scheduler:
                     return
                 except NotFound:
                     log.error("rollout.vanished", detail="the store no longer has this rollout")
+                    return
+                except LeaseLost as exc:
+                    log.warning(
+                        "rollout.released",
+                        detail="this replica no longer holds the rollout's lease; the holder "
+                        "drives it",
+                        error=str(exc),
+                    )
                     return
                 except Exception as exc:
                     failures += 1

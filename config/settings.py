@@ -63,7 +63,24 @@ class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CANARY_", extra="forbid", frozen=True)
 
     listen: str = Field(default="127.0.0.1:8080", description="host:port of the HTTP API")
-    store_url: str = Field(default="sqlite:///./canary.db", description="where rollouts live")
+    store_url: str = Field(
+        default="sqlite:///./canary.db",
+        description="where rollouts live: sqlite:///path (one daemon) or "
+        "postgresql://user:password@host/db (several replicas)",
+    )
+    lease_ttl: float = Field(
+        default=15.0,
+        description="PostgreSQL: seconds a replica's lease on a rollout lasts without renewal "
+        "(how long a dead replica's rollouts wait for another)",
+    )
+    lease_renew: float = Field(
+        default=5.0, description="PostgreSQL: seconds between a replica's lease renewals"
+    )
+    retention_days: float = Field(
+        default=90.0,
+        description="days an ended rollout and its events are kept after it ended; 0 keeps "
+        "them forever",
+    )
     tokens: list[TokenSpec] = Field(default_factory=list)
     allow_anonymous: bool = Field(
         default=False, description="serve the API without tokens (development only)"
@@ -232,12 +249,49 @@ class CoreSettings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "memory://")):
+        if not value.startswith(("sqlite:///", "memory://", "postgresql://")):
+            shown = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", value)  # never a password
             raise ValueError(
-                f"{value!r} is not a supported store; use sqlite:///path/to/canary.db "
-                "(or memory:// for throwaway runs)"
+                f"{shown!r} is not a supported store; use sqlite:///path/to/canary.db (one "
+                "daemon), postgresql://user:password@host:5432/dbname (several replicas), "
+                "or memory:// for throwaway runs"
             )
         return value
+
+    @field_validator("lease_ttl", "lease_renew")
+    @classmethod
+    def _lease_seconds(cls, value: float) -> float:
+        if not 0.1 <= value <= 3600:
+            raise ValueError(f"{value:g} is not a number of seconds from 0.1 to 3600; e.g. 15")
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, value: float) -> float:
+        if not 0 <= value <= 36500:
+            raise ValueError(
+                f"{value:g} is not a number of days from 0 (keep forever) to 36500; e.g. 90"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> CoreSettings:
+        if self.lease_renew * 2 > self.lease_ttl:
+            raise PydanticCustomError(
+                "setting_problems",
+                "renewal too slow for the lease",
+                {
+                    "problems": [
+                        (
+                            "lease_renew",
+                            f"{self.lease_renew:g}s is more than half of CANARY_LEASE_TTL "
+                            f"({self.lease_ttl:g}s): one late renewal would lose every lease; "
+                            "renew at most every TTL/2 (the defaults are 15 and 5)",
+                        )
+                    ]
+                },
+            )
+        return self
 
     @field_validator("scenario")
     @classmethod

@@ -53,3 +53,19 @@ def kube(k8s: Any) -> Iterator[Any]:
     made = KubeClients(str(k8s.kubeconfig("canary")))
     yield made
     made.close()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Any]:
+    """One real PostgreSQL server per session (Debian's binaries): tests/pgserver.py."""
+    from pgserver import session_server
+
+    yield from session_server()
+
+
+@pytest.fixture
+def pg_url(pg: Any) -> Iterator[str]:
+    """The URL of a fresh, empty database on that server, dropped after the test."""
+    url: str = pg.database()
+    yield url
+    pg.drop(url)

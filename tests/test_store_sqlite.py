@@ -1,4 +1,4 @@
-"""The SQLite store against the store contract, plus what only a file can show."""
+"""What only the SQLite file can show (the contract runs in test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from store_contract import T0, Corrupt, StoreContract, make_rollout, new_events
+from store_contract import T0, make_rollout, new_events
 
 from canary.model import Phase
-from canary.store import MemoryStore, SQLiteStore, Store, StoreError, TargetBusy, open_store
+from canary.store import MemoryStore, SQLiteStore, StoreError, TargetBusy, open_store
 from canary.store.sqlite import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
@@ -21,19 +21,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     store = SQLiteStore(tmp_path / "canary.db")
     yield store
     await store.close()
-
-
-class TestSQLiteStore(StoreContract):
-    """The whole contract, on the ``store`` fixture above."""
-
-    @pytest.fixture
-    def corrupt(self) -> Corrupt:
-        async def replace(store: Store, rollout_id: str, text: str) -> None:
-            assert isinstance(store, SQLiteStore)
-            with raw(store.path) as db:
-                db.execute("UPDATE rollouts SET record = ? WHERE id = ?", (text, rollout_id))
-
-        return replace
 
 
 @contextmanager
@@ -178,7 +165,15 @@ async def test_open_store_memory_url() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["postgres://db/canary", "sqlite://canary.db", "sqlite:///", "memory://x", "canary.db", ""],
+    [
+        "postgres://db/canary",
+        "postgresql://",
+        "sqlite://canary.db",
+        "sqlite:///",
+        "memory://x",
+        "canary.db",
+        "",
+    ],
 )
 def test_open_store_refuses_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="unsupported store URL") as caught:
@@ -186,4 +181,5 @@ def test_open_store_refuses_other_urls(url: str) -> None:
 
     message = str(caught.value)
     assert "sqlite:///path/to/canary.db" in message
+    assert "postgresql://user:password@host:5432/dbname" in message
     assert "memory://" in message

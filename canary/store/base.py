@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from pydantic import ValidationError
@@ -219,6 +220,18 @@ def _one_line(text: str) -> str:
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
+def display_url(url: str) -> str:
+    """``url`` with its password masked, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
 class StaleWrite(StoreError):
     """The rollout changed since it was read (its version moved on)."""
 
@@ -226,6 +239,61 @@ class StaleWrite(StoreError):
         super().__init__(
             f"rollout {rollout_id} is at version {found}, not {expected}; reload and retry"
         )
+
+
+class LeaseLost(StoreError):
+    """A fenced write by a replica that no longer holds the rollout's lease (several
+    replicas on PostgreSQL): another replica drives the rollout now, or the lease lapsed."""
+
+    def __init__(self, rollout_id: str, fence: int | None, detail: str) -> None:
+        token = f" (fencing token {fence})" if fence is not None else ""
+        super().__init__(
+            f"rollout {rollout_id}: this replica's lease{token} is gone: {detail}; the "
+            "write was refused and the replica stops driving it"
+        )
+        self.rollout_id = rollout_id
+        self.fence = fence
+
+
+class FrozenField(StoreError):
+    """A save that would change what a rollout was created with (a bug in the caller)."""
+
+    def __init__(self, rollout_id: str, fields: Sequence[str]) -> None:
+        super().__init__(
+            f"rollout {rollout_id}: {', '.join(fields)} never change after create; the save "
+            "was refused and nothing was written (start a new rollout to change them)"
+        )
+        self.rollout_id = rollout_id
+        self.fields = tuple(fields)
+
+
+# What a rollout keeps from its create for life: ``save`` refuses to change any of them.
+FROZEN = ("document", "targets", "idempotency_key", "created_at", "created_by")
+
+
+def frozen_changes(stored: Any, rollout: Rollout) -> builtins.list[str]:
+    """The fields of ``FROZEN`` whose value in ``rollout`` differs from ``stored`` (the
+    stored record, a ``Rollout`` or its parsed JSON). Targets are compared by key and kind:
+    their weights and versions are the rollout's state and do change."""
+    new = json.loads(rollout.model_dump_json(include=set(FROZEN)))
+    old = (
+        stored.model_dump(mode="json", include=set(FROZEN))
+        if isinstance(stored, Rollout)
+        else stored
+    )
+    if not isinstance(old, dict):
+        return []  # an unreadable record: a save could not have read it (get refuses it)
+    changed = []
+    for name in FROZEN:
+        before, after = old.get(name), new.get(name)
+        if name == "targets":
+            before = [(t.get("key"), t.get("kind")) for t in before or () if isinstance(t, dict)]
+            after = [(t["key"], t["kind"]) for t in after]
+        elif name == "created_at" and before is not None:
+            before, after = _moment(before), _moment(after)
+        if before != after:
+            changed.append(name)
+    return changed
 
 
 class Store(Protocol):
@@ -246,7 +314,12 @@ class Store(Protocol):
         """The rollout; raises ``NotFound``, or ``Unreadable`` if its record is quarantined."""
 
     async def save(
-        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
+        self,
+        rollout: Rollout,
+        events: Sequence[NewEvent],
+        at: datetime,
+        *,
+        fence: int | None = None,
     ) -> tuple[Rollout, list[Event]]:
         """Replace the record if its stored version equals ``rollout.version``.
 
@@ -255,7 +328,13 @@ class Store(Protocol):
         ``at`` is ``at``; its ``step`` and ``weight`` are the event's own when set, else
         ``rollout.step + 1`` and ``rollout.weight`` of the record being saved. A rollout
         whose phase becomes terminal releases its targets. Raises ``StaleWrite`` or
-        ``NotFound``; nothing is written then.
+        ``NotFound``, and ``FrozenField`` if the save would change a field of ``FROZEN``
+        (document, target keys, idempotency key, creation); nothing is written then. A
+        cancelled save commits all of it or nothing.
+
+        ``fence`` is a replica's fencing token (``PostgresStore`` only): the write is made
+        only while the store's lease on the rollout still carries that token and has not
+        lapsed, else ``LeaseLost``. A store without leases refuses a fence (``ValueError``).
         """
 
     async def list(
@@ -311,6 +390,11 @@ class Store(Protocol):
     async def set_message_ref(self, rollout_id: str, notifier: str, ref: str) -> None:
         """Keep ``ref`` for ``notifier`` (replacing an earlier one); it survives restarts.
         Raises ``NotFound`` if there is no such rollout (quarantined ones have refs too)."""
+
+    async def prune(self, before: datetime, limit: int = 500) -> int:
+        """Delete up to ``limit`` ended rollouts last updated before ``before``, with their
+        events, targets and message refs (the retention of ``CANARY_RETENTION_DAYS``).
+        Live rollouts are never pruned. Returns how many rollouts were deleted."""
 
     async def ping(self) -> None:
         """Raise if the store cannot be used right now (also: after ``close``)."""

@@ -19,11 +19,13 @@ from datetime import datetime
 from canary.model import Event, NewEvent, Phase, Rollout
 from canary.store.base import (
     DuplicateKey,
+    FrozenField,
     NotFound,
     Quarantined,
     StaleWrite,
     StoreError,
     TargetBusy,
+    frozen_changes,
     read_record,
     resolved,
     runnable,
@@ -77,12 +79,22 @@ class MemoryStore:
         return runnable(self._find(rollout_id))
 
     async def save(
-        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
+        self,
+        rollout: Rollout,
+        events: Sequence[NewEvent],
+        at: datetime,
+        *,
+        fence: int | None = None,
     ) -> tuple[Rollout, builtins.list[Event]]:
+        if fence is not None:
+            raise ValueError("the memory store has no leases (one process): no fence")
         async with self._lock:
             current = await self.get(rollout.id)
             if current.version != rollout.version:
                 raise StaleWrite(rollout.id, rollout.version, current.version)
+            changed = frozen_changes(current, rollout)
+            if changed:
+                raise FrozenField(rollout.id, changed)
             stored = rollout.model_copy(update={"version": rollout.version + 1, "updated_at": at})
             self._rollouts[stored.id] = stored
             if stored.phase.terminal:
@@ -175,6 +187,23 @@ class MemoryStore:
     async def set_message_ref(self, rollout_id: str, notifier: str, ref: str) -> None:
         self._find(rollout_id)
         self._refs[(rollout_id, notifier)] = ref
+
+    async def prune(self, before: datetime, limit: int = 500) -> int:
+        async with self._lock:
+            self._check_open()
+            ended = sorted(
+                (r for r in self._rollouts.values() if not _is_live(r) and r.updated_at < before),
+                key=lambda r: r.updated_at,
+            )[: max(limit, 0)]
+            for r in ended:
+                del self._rollouts[r.id]
+                del self._events[r.id]
+                self._release(r.id, _target_keys(r))
+                if r.idempotency_key is not None:
+                    self._keys.pop(r.idempotency_key, None)
+                for ref in [k for k in self._refs if k[0] == r.id]:
+                    del self._refs[ref]
+            return len(ended)
 
     async def ping(self) -> None:
         self._check_open()

@@ -41,11 +41,13 @@ from typing import Any, TypeVar
 from canary.model import Event, NewEvent, Phase, Rollout
 from canary.store.base import (
     DuplicateKey,
+    FrozenField,
     NotFound,
     Quarantined,
     StaleWrite,
     StoreError,
     TargetBusy,
+    frozen_changes,
     read_record,
     resolved,
     runnable,
@@ -114,6 +116,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rollout_id, notifier)
     ) WITHOUT ROWID;
     """,
+    """
+    -- Retention: events may be deleted only for the rollouts a prune lists here, in the
+    -- prune's own transaction (which empties it again); they stay append-only otherwise.
+    CREATE TABLE pruning (rollout_id TEXT PRIMARY KEY) WITHOUT ROWID;
+    DROP TRIGGER events_no_delete;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    WHEN NOT EXISTS (SELECT 1 FROM pruning WHERE rollout_id = OLD.rollout_id)
+    BEGIN
+        SELECT RAISE(ABORT, 'events are append-only');
+    END;
+    CREATE INDEX rollouts_ended ON rollouts (updated_at) WHERE live = 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -143,9 +157,20 @@ class SQLiteStore:
         return await self._run(lambda db: _get(db, rollout_id))
 
     async def save(
-        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
+        self,
+        rollout: Rollout,
+        events: Sequence[NewEvent],
+        at: datetime,
+        *,
+        fence: int | None = None,
     ) -> tuple[Rollout, builtins.list[Event]]:
+        if fence is not None:
+            raise ValueError("the SQLite store has no leases (one daemon per file): no fence")
         return await self._run(lambda db: _save(db, rollout, events, at))
+
+    async def prune(self, before: datetime, limit: int = 500) -> int:
+        cutoff = _iso(before)
+        return await self._run(lambda db: _prune(db, cutoff, limit))
 
     async def list(
         self,
@@ -344,11 +369,16 @@ def _save(
     stored = rollout.model_copy(update={"version": rollout.version + 1, "updated_at": at})
     columns = _columns(stored)
     with _transaction(db):
-        row = db.execute("SELECT version FROM rollouts WHERE id = ?", (stored.id,)).fetchone()
+        row = db.execute(
+            "SELECT version, record FROM rollouts WHERE id = ?", (stored.id,)
+        ).fetchone()
         if row is None:
             raise NotFound(stored.id)
         if row[0] != rollout.version:
             raise StaleWrite(stored.id, rollout.version, row[0])
+        changed = frozen_changes(_parsed(row[1]), rollout)
+        if changed:
+            raise FrozenField(stored.id, changed)
         db.execute(
             "UPDATE rollouts SET name = :name, phase = :phase, live = :live, version = :version,"
             " updated_at = :updated_at, record = :record WHERE id = :id",
@@ -360,6 +390,31 @@ def _save(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", (stored.id,)
         ).fetchone()
         return stored, _append(db, stored, events, at, first=last + 1)
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _prune(db: sqlite3.Connection, cutoff: str, limit: int) -> int:
+    with _transaction(db):
+        ids = [
+            (rid,)
+            for (rid,) in db.execute(
+                "SELECT id FROM rollouts WHERE live = 0 AND updated_at < ?"
+                " ORDER BY updated_at LIMIT ?",
+                (cutoff, max(limit, 0)),
+            )
+        ]
+        db.executemany("INSERT INTO pruning (rollout_id) VALUES (?)", ids)
+        for table in ("events", "message_refs", "rollout_targets", "target_claims"):
+            db.executemany(f"DELETE FROM {table} WHERE rollout_id = ?", ids)
+        db.executemany("DELETE FROM rollouts WHERE id = ?", ids)
+        db.execute("DELETE FROM pruning")
+        return len(ids)
 
 
 def _append(
