@@ -28,7 +28,7 @@ ones rolled back for a failed gate (the stable version serves everything).
 
     python bench/chaos.py --kills 50                 # SQLite
     python bench/chaos.py --kills 50 --faults 0.3    # and a flaky Lambda API
-    python bench/chaos.py --store postgresql         # needs the pgstore branch
+    python bench/chaos.py --store both               # SQLite, then PostgreSQL
 
 Prints the kills survived and rollouts checked; exits 1 on any broken invariant (each one
 is printed), 2 on a usage error. ``tests/aws/test_chaos.py`` runs a small N in ``make test``.
@@ -73,6 +73,7 @@ STABLE, CANARY = "1", "2"
 KINDS = ("good", "bad", "late")
 STUCK_SECONDS = 45.0  # daemon uptime without any change to a live rollout
 FINAL_SECONDS = 180.0  # for the last daemon to run the pool out
+LEASE_TTL = 2.0  # PostgreSQL: seconds a killed replica's leases hold its rollouts
 RATE = 100  # invocations per second of each function, shared as the alias routes them
 
 # ---------------------------------------------------------------- what runs
@@ -265,6 +266,11 @@ class Daemon:
             "CANARY_LOG_FORMAT": "json",
             "CANARY_ALLOW_ANONYMOUS": "true",
         }
+        if store_url.startswith("postgresql://"):
+            # One replica at a time, killed every few seconds: a restarted replica waits
+            # for the dead one's leases to lapse, so they are short here (the failover
+            # tests run the default 15 s / 5 s).
+            self.env |= {"CANARY_LEASE_TTL": str(LEASE_TTL), "CANARY_LEASE_RENEW": "0.5"}
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.healthy_at: float | None = None
@@ -451,11 +457,14 @@ class Options:
     quiet: bool = False
     uptime: float | None = None  # longest life of a daemon before its kill
 
-    @property
-    def longest(self) -> float:
+    def longest(self, store_url: str) -> float:
         """A flaky API makes every call slower: a daemon killed every 2 s would never get
         a start through, which shows nothing, so lives are longer with faults."""
-        return self.uptime if self.uptime is not None else (10.0 if self.faults else 3.0)
+        if self.uptime is not None:
+            return self.uptime
+        return (10.0 if self.faults else 3.0) + (
+            LEASE_TTL if store_url.startswith("postgresql") else 0.0
+        )
 
 
 @contextmanager
@@ -473,7 +482,7 @@ def world(options: Options) -> Iterator[Aws]:
 
 def run(options: Options, store_url: str, workdir: Path) -> Report:
     """One chaos run on one store; the report says what held and what broke."""
-    report = Report(store=store_url.split(":", 1)[0])
+    report = Report(store=store_url.split(":", 1)[0].replace("postgresql", "PostgreSQL"))
     rng = random.Random(options.seed)
     started = time.monotonic()
     with world(options) as aws:
@@ -509,7 +518,7 @@ def run(options: Options, store_url: str, workdir: Path) -> Report:
             if early:
                 time.sleep(rng.uniform(0.0, 1.0))
             else:
-                time.sleep(rng.uniform(0.2, options.longest))
+                time.sleep(rng.uniform(0.2, options.longest(store_url)))
             uptime = daemon.uptime()
             daemon.kill9()
             report.kills += 1
@@ -571,18 +580,26 @@ async def final(store_url: str, plans: list[Plan]) -> list[tuple[Plan, Phase]]:
         await store.close()
 
 
-def store_urls(options: Options, workdir: Path) -> list[str]:
+@contextmanager
+def store_urls(options: Options, workdir: Path) -> Iterator[list[str]]:
+    """The stores to run on; for PostgreSQL without ``--postgresql-url``, a server of our
+    own from Debian's binaries (tests/pgserver.py), removed afterwards."""
     urls: list[str] = []
     if options.store in ("sqlite", "both"):
         urls.append(f"sqlite:///{workdir / 'canary.db'}")
     if options.store in ("postgresql", "both"):
-        if options.postgresql_url is None:
-            raise SystemExit(
-                "--store postgresql needs --postgresql-url (or CANARY_CHAOS_POSTGRESQL_URL): "
-                "an empty database the daemon may migrate"
-            )
-        urls.append(options.postgresql_url)
-    return urls
+        if options.postgresql_url is not None:
+            urls.append(options.postgresql_url)
+        else:
+            from pgserver import PgServer
+
+            server = PgServer().start()
+            try:
+                yield [*urls, server.database()]
+            finally:
+                server.stop()
+            return
+    yield urls
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -596,11 +613,15 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--uptime",
         type=float,
-        help="longest life of a daemon before its kill, seconds (3; 10 with --faults)",
+        help="longest life of a daemon before its kill, seconds (3; 10 with --faults; "
+        "plus the lease TTL on PostgreSQL)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--postgresql-url", default=os.environ.get("CANARY_CHAOS_POSTGRESQL_URL"), help=""
+        "--postgresql-url",
+        default=os.environ.get("CANARY_CHAOS_POSTGRESQL_URL"),
+        help="an empty database for --store postgresql; default: a server of its own from "
+        "the PostgreSQL binaries (initdb, postgres)",
     )
     parser.add_argument("--quiet", action="store_true", help="only the report")
     args = parser.parse_args(argv)
@@ -621,8 +642,11 @@ def parse(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     broken = False
-    with tempfile.TemporaryDirectory(prefix="canary-chaos-") as tmp:
-        for url in store_urls(options, Path(tmp)):
+    with (
+        tempfile.TemporaryDirectory(prefix="canary-chaos-") as tmp,
+        store_urls(options, Path(tmp)) as urls,
+    ):
+        for url in urls:
             report = run(options, url, Path(tmp))
             print("\n".join(report.lines()), flush=True)
             broken = broken or bool(report.broken)
