@@ -2,9 +2,9 @@
 
 The bench kills ``canary serve`` with SIGKILL at random moments while rollouts run on moto,
 and after every kill checks the store against moto's real routing (see its docstring for
-the invariants). Here it runs 6 kills on SQLite, and separately a pool of rollouts behind
-a proxy that throttles, fails (5xx) or times out 30% of the Lambda calls. ``python
-bench/chaos.py --kills 50`` is the full run.
+the invariants). Here it runs 6 kills on SQLite, 3 on PostgreSQL, and separately a pool
+of rollouts behind a proxy that throttles, fails (5xx) or times out 30% of the Lambda
+calls. ``python bench/chaos.py --kills 50 --store both`` is the full run.
 
 The last test holds a rollback down: every UpdateAlias is refused until the backend
 "recovers"; the rollout stays in ``rollback_failed``, retries with a growing backoff, says
@@ -38,6 +38,8 @@ def sqlite(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'canary.db'}"
 
 
+# Daemons as subprocesses on a busy 2-core machine: more than pytest's default 120 s.
+@pytest.mark.timeout(300)
 def test_kill_9_at_random_moments_holds_every_invariant(tmp_path: Path) -> None:
     options = chaos.Options(kills=6, pool=4, seed=15, quiet=True)
     report = chaos.run(options, sqlite(tmp_path), tmp_path)
@@ -51,17 +53,32 @@ def test_kill_9_at_random_moments_holds_every_invariant(tmp_path: Path) -> None:
     assert ended == {"good": "succeeded", "bad": "rolled_back", "late": "rolled_back"}
 
 
+@pytest.mark.timeout(300)
+def test_kill_9_on_postgresql_holds_every_invariant(tmp_path: Path, pg_url: str) -> None:
+    """The same on PostgreSQL: a restarted replica takes its rollouts back once the killed
+    one's leases lapse (2 s here), and the store keeps every invariant."""
+    options = chaos.Options(kills=3, pool=3, seed=16, quiet=True)
+    report = chaos.run(options, pg_url, tmp_path)
+    print("\n".join(report.lines()))
+    assert report.broken == []
+    assert report.kills == 3
+    assert report.checks == 4
+    ended = {outcome.split(":")[0]: outcome.split(":")[1] for outcome in report.outcomes}
+    assert ended == {"good": "succeeded", "bad": "rolled_back", "late": "rolled_back"}
+
+
+@pytest.mark.timeout(300)
 def test_a_lambda_api_failing_30_percent_of_calls_still_ends_every_rollout_right(
     tmp_path: Path,
 ) -> None:
-    options = chaos.Options(kills=0, pool=4, faults=0.3, seed=5, quiet=True)
+    options = chaos.Options(kills=0, pool=3, faults=0.3, seed=5, quiet=True)
     report = chaos.run(options, sqlite(tmp_path), tmp_path)
     print("\n".join(report.lines()))
     assert report.broken == []
     assert set(report.faults) >= {"throttle", "5xx"}, report.faults
     assert report.faults["timeout"] + report.faults["timeout-after-write"] > 0
-    assert sum(report.outcomes.values()) == 4
-    assert report.outcomes["good:succeeded"] == 2
+    assert sum(report.outcomes.values()) == 3
+    assert report.outcomes["good:succeeded"] == 1
     assert report.outcomes["bad:rolled_back"] == 1
     assert report.outcomes["late:rolled_back"] == 1
 
