@@ -51,10 +51,10 @@ class FlakyStore(MemoryStore):
         return await super().get(rollout_id)
 
     async def save(
-        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime
+        self, rollout: Rollout, events: Sequence[NewEvent], at: datetime, **kw: Any
     ) -> tuple[Rollout, list[Any]]:
         self._check()
-        saved = await super().save(rollout, events, at)
+        saved = await super().save(rollout, events, at, **kw)
         if any(
             e.kind == "traffic.shifting" and e.data["weight"] == self.down_after for e in events
         ):
