@@ -20,6 +20,8 @@ and every invariant checked:
 * its events are numbered 1, 2, ... without a gap;
 * no rollout is stuck: none paused or waiting for approval, none unchanged over
   ``STUCK_SECONDS`` of daemon uptime;
+* no rollout was stored twice (a retried submit is the same rollout), none whose canary
+  fails was ever promoted, and each rollback began at the step whose metrics fail;
 * the daemon comes back healthy after every restart.
 
 At the end, a last daemon runs the pool out, and every rollout must have ended as its
@@ -71,6 +73,7 @@ from canary.store import NotFound, open_store  # noqa: E402
 REGION = "us-east-1"
 STABLE, CANARY = "1", "2"
 KINDS = ("good", "bad", "late")
+FAILS_AT = {"good": None, "bad": 10.0, "late": 50.0}  # the weight whose bake fails
 STUCK_SECONDS = 45.0  # daemon uptime without any change to a live rollout
 FINAL_SECONDS = 180.0  # for the last daemon to run the pool out
 LEASE_TTL = 2.0  # PostgreSQL: seconds a killed replica's leases hold its rollouts
@@ -439,6 +442,20 @@ async def check(store_url: str, aws: Aws, plans: list[Plan], uptime: float, repo
                     and getattr(r.cause, "value", None) != "gate_failed"
                 ):
                     report.broken.append(f"{where}: rolled back for {r.cause}, not a failed gate")
+            kinds = [e.kind for e in events]
+            if plan.kind != "good" and "promotion.started" in kinds:
+                report.broken.append(f"{where}: a failing canary was promoted")
+            caught = [e.weight for e in events if e.kind == "rollback.started"]
+            if caught and caught != [FAILS_AT[plan.kind]]:
+                report.broken.append(
+                    f"{where}: rolled back at {caught}%, its metrics fail at {FAILS_AT[plan.kind]}%"
+                )
+        stored = await store.list(limit=10_000)
+        if len(stored) != len([p for p in plans if p.id is not None]):
+            report.broken.append(
+                f"check {report.checks}: the store holds {len(stored)} rollouts, "
+                f"{len([p for p in plans if p.id is not None])} were submitted"
+            )
     finally:
         await store.close()
 
