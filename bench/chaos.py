@@ -488,6 +488,10 @@ class Options:
 @contextmanager
 def world(options: Options) -> Iterator[Aws]:
     with moto_server() as moto_url:
+        # moto keeps its state per process, not per server: start from nothing.
+        urllib.request.urlopen(
+            urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
+        ).close()
         proxy = FaultProxy(moto_url, options.faults, seed=options.seed).start()
         aws = Aws(moto_url, proxy)
         aws.start()
