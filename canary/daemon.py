@@ -120,7 +120,7 @@ async def keep_retention(store: Store, clock: Clock, days: float, every: float) 
                 log.info("store.pruned", rollouts=total, ended_before=cutoff.isoformat())
         except StoreError as exc:
             log.warning("store.prune_failed", error=str(exc), retry_in=every)
-        await asyncio.sleep(every)
+        await clock.sleep_until(clock.now() + timedelta(seconds=every))
 
 
 def build_providers(settings: Settings, clients: Clients) -> dict[str, CheckedProvider]:

@@ -169,11 +169,18 @@ class Engine:
 
     async def command(self, rollout_id: str, command: Command) -> Rollout:
         """Apply a person's command now; raises CommandRejected or NotFound."""
-        async with self.scheduler.lock(rollout_id):
-            r = await self.store.get(rollout_id)
-            t = apply(r, command, self.clock.now(), self.retry)
-            if t.changed:  # any replica may store a command (compare-and-swap on version)
-                r = await self._save(t.rollout, t.events, fenced=False)
+        for attempt in range(1, STALE_RETRIES + 1):
+            async with self.scheduler.lock(rollout_id):
+                r = await self.store.get(rollout_id)
+                t = apply(r, command, self.clock.now(), self.retry)
+                if not t.changed:
+                    break
+                try:  # any replica may store a command (compare-and-swap on version)
+                    r = await self._save(t.rollout, t.events, fenced=False)
+                    break
+                except StaleWrite:  # the replica driving it stored a step: apply onto it
+                    if attempt == STALE_RETRIES:
+                        raise
         if r.phase.live and (self.ownership is None or self.ownership.fence(rollout_id)):
             self.scheduler.wake(rollout_id)  # elsewhere the owner hears the store's NOTIFY
         return r

@@ -82,7 +82,10 @@ class Replica:
     async def offer(self, rollout_id: str) -> None:
         """A rollout this replica just created: drive it if that is within its share; the
         other replicas heard of it (``NOTIFY``) and claim it otherwise."""
-        await self._claim(only=rollout_id)
+        try:
+            await self._claim(only=rollout_id)
+        except StoreError as exc:  # it is stored: the next claim pass (anyone's) takes it
+            log.warning("replica.claim_failed", rollout_id=rollout_id, error=str(exc))
 
     def held(self) -> dict[str, int]:
         """The leases held now: rollout id -> fencing token."""
@@ -124,6 +127,8 @@ class Replica:
                 await self._tick()
             except StoreError as exc:
                 log.warning("replica.renew_failed", error=str(exc), retry_in=self.renew)
+            except Exception as exc:  # never let the leases' loop die: they would all lapse
+                log.exception("replica.tick_failed", error=repr(exc), retry_in=self.renew)
 
     async def _tick(self) -> None:
         started = time.monotonic()
@@ -162,6 +167,8 @@ class Replica:
                     await self._heard(notice)
             except StoreError as exc:
                 log.warning("replica.listen_failed", error=str(exc), retry_in=1.0)
+            except Exception as exc:  # a bug here must not deafen the replica for good
+                log.exception("replica.listen_failed", error=repr(exc), retry_in=1.0)
             # Anything announced while not listening: every rollout decides again.
             for rid in self._held:
                 self.engine.scheduler.wake_running(rid)

@@ -17,6 +17,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -49,7 +50,9 @@ class PgServer:
         self.port = free_port()
         self.user = "canary"
         self._as = _run_as()
-        self.dir = Path(tempfile.mkdtemp(prefix="canary-pg-"))
+        # The server's user must reach its directory: under /tmp, not a private TMPDIR.
+        where = "/tmp" if self._as is not None and os.path.isdir("/tmp") else None
+        self.dir = Path(tempfile.mkdtemp(prefix="canary-pg-", dir=where))
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -145,7 +148,7 @@ class PgServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: no wait for clients
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -28,6 +28,7 @@ from canary.model import (
 )
 from canary.store import (
     DuplicateKey,
+    FrozenField,
     NotFound,
     Quarantined,
     StaleWrite,
@@ -334,6 +335,93 @@ class StoreContract:
         log = await store.events(r.id)
         assert [e.seq for e in log] == list(range(1, 11))
         assert sorted(e.kind for e in log) == sorted(f"w{n}" for n in range(10))
+
+    # ------------------------------------------------------------ hygiene
+
+    @pytest.mark.parametrize(
+        ("field", "change"),
+        [
+            ("document", lambda r: {"document": document("checkout", name="renamed")}),
+            (
+                "targets",
+                lambda r: {"targets": (r.targets[0].model_copy(update={"key": "lambda-alias/x"}),)},
+            ),
+            ("idempotency_key", lambda r: {"idempotency_key": "another-build"}),
+            ("created_at", lambda r: {"created_at": r.created_at + timedelta(seconds=1)}),
+            ("created_by", lambda r: {"created_by": "someone else"}),
+        ],
+    )
+    async def test_save_refuses_to_change_what_a_rollout_was_created_with(
+        self, store: Store, field: str, change: Callable[[Rollout], dict[str, Any]]
+    ) -> None:
+        r, _ = await store.create(make_rollout("checkout", key="build-1"), new_events("a"), T0)
+
+        with pytest.raises(FrozenField, match=field) as caught:
+            await store.save(r.model_copy(update=change(r)), new_events("b"), T0)
+
+        assert caught.value.fields == (field,)
+        assert await store.get(r.id) == r
+        assert [e.kind for e in await store.events(r.id)] == ["a"]
+        # What does change (a target's weight, the phase) still saves.
+        moved = (r.targets[0].model_copy(update={"weight": 10.0, "stable": "1"}),)
+        await store.save(r.model_copy(update={"targets": moved, "weight": 10.0}), [], T0)
+
+    async def test_a_cancelled_save_commits_all_of_it_or_nothing(self, store: Store) -> None:
+        r, _ = await store.create(make_rollout(), [], T0)
+        batch = new_events(*(f"e{n}" for n in range(50)))
+        for delay in (0, 0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02):
+            current = await store.get(r.id)
+            before = len(await store.events(r.id))
+            save = asyncio.ensure_future(
+                store.save(current.model_copy(update={"attempts": before}), batch, T0)
+            )
+            await asyncio.sleep(delay)
+            save.cancel()
+            await asyncio.gather(save, return_exceptions=True)
+            for _ in range(100):  # a write already handed to a worker may still land
+                after = await store.get(r.id)
+                log = await store.events(r.id)
+                if len(log) in (before, before + len(batch)) and (
+                    (after.version == current.version) == (len(log) == before)
+                ):
+                    break
+                await asyncio.sleep(0.01)
+            assert len(log) in (before, before + len(batch)), f"half a batch at {delay}s"
+            assert (after.version == current.version) == (len(log) == before), (
+                "the record and its events commit together"
+            )
+            assert [e.seq for e in log] == list(range(1, len(log) + 1))
+
+    async def test_prune_deletes_ended_rollouts_past_retention_and_nothing_live(
+        self, store: Store
+    ) -> None:
+        old_end = T0 + timedelta(days=1)
+        ended, _ = await store.create(make_rollout("a", key="build-1"), new_events("x"), T0)
+        ended, _ = await store.save(
+            ended.model_copy(update={"phase": Phase.SUCCEEDED}), new_events("y"), old_end
+        )
+        await store.set_message_ref(ended.id, "slack", "C1 1.0")
+        recent, _ = await store.create(make_rollout("b"), [], T0)
+        recent, _ = await store.save(
+            recent.model_copy(update={"phase": Phase.ROLLED_BACK}), [], old_end + timedelta(days=9)
+        )
+        live, _ = await store.create(make_rollout("c"), new_events("x"), T0)  # old, but live
+
+        cutoff = old_end + timedelta(days=5)
+        assert await store.prune(cutoff) == 1
+        assert await store.prune(cutoff) == 0
+
+        for call in (lambda: store.get(ended.id), lambda: store.events(ended.id)):
+            with pytest.raises(NotFound):
+                await call()
+        assert await store.find_by_key("build-1") is None
+        assert {r.id for r in await store.list()} == {live.id, recent.id}
+        assert [e.kind for e in await store.events(live.id)] == ["x"]
+        assert await store.prune(cutoff + timedelta(days=3650), limit=0) == 0
+        assert await store.prune(cutoff + timedelta(days=3650)) == 1, "recent, once old"
+        assert await store.live() == [live]
+        # The pruned rollout's key and target are free again.
+        await store.create(make_rollout("a", key="build-1"), [], T0)
 
     # ------------------------------------------------------------ one live rollout per target
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,34 @@ def test_open_store_refuses_other_urls(url: str) -> None:
     assert "sqlite:///path/to/canary.db" in message
     assert "postgresql://user:password@host:5432/dbname" in message
     assert "memory://" in message
+
+
+async def test_the_daemon_prunes_ended_rollouts_past_retention(store: SQLiteStore) -> None:
+    from canary.clock import RealClock
+    from canary.daemon import keep_retention
+
+    clock = RealClock()
+    now = clock.now()
+    old, _ = await store.create(make_rollout("old", at=now - timedelta(days=40)), [], now)
+    old, _ = await store.save(
+        old.model_copy(update={"phase": Phase.SUCCEEDED}), [], now - timedelta(days=31)
+    )
+    kept, _ = await store.create(make_rollout("kept"), [], now)
+    kept, _ = await store.save(
+        kept.model_copy(update={"phase": Phase.SUCCEEDED}), [], now - timedelta(days=29)
+    )
+    forever = asyncio.create_task(keep_retention(store, clock, 0, 0.01))
+    await asyncio.sleep(0.1)
+    assert forever.done(), "retention 0 keeps everything: nothing runs"
+    assert len(await store.list()) == 2
+
+    task = asyncio.create_task(keep_retention(store, clock, 30, 0.01))
+    try:
+        for _ in range(200):
+            if [r.id for r in await store.list()] == [kept.id]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [r.id for r in await store.list()] == [kept.id]

@@ -67,6 +67,15 @@ _T = TypeVar("_T")
 Conn = psycopg.AsyncConnection[TupleRow]
 
 CHANNEL = "canary"
+LISTEN_CHECK = 5.0  # seconds of silence after which the listening connection is checked
+# A peer that vanished (a partition, a host gone) is noticed within seconds, not TCP's minutes.
+_KEEPALIVE: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 _CREATE_LOCK = 0x63616E617279  # "canary": serialises creates (claims, idempotency keys)
 _MIGRATE_LOCK = _CREATE_LOCK + 1
 
@@ -589,17 +598,21 @@ class PostgresStore:
         when the listening connection is lost (the caller reconnects)."""
         self._check_open()
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=10, **_KEEPALIVE
+            )
         except psycopg.Error as exc:
             raise StoreError(f"postgresql store {self.url}: {_first_line(exc)}") from exc
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
-            async for n in conn.notifies():
-                try:
-                    data = json.loads(n.payload)
-                    yield Notice(data["r"], data["f"], data["l"], data["w"], data["c"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+            while True:
+                async for n in conn.notifies(timeout=LISTEN_CHECK):
+                    try:
+                        data = json.loads(n.payload)
+                        yield Notice(data["r"], data["f"], data["l"], data["w"], data["c"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                await conn.execute("SELECT 1")  # a quiet channel, or a dead connection?
         except psycopg.Error as exc:
             raise StoreError(f"postgresql store {self.url}: {_first_line(exc)}") from exc
         finally:
@@ -688,7 +701,8 @@ class PostgresStore:
             max_size=self._pool_size,
             open=False,
             timeout=30,
-            kwargs={"options": "-c timezone=UTC"},
+            check=AsyncConnectionPool.check_connection,  # a server restart costs no call
+            kwargs={"options": "-c timezone=UTC", **_KEEPALIVE},
         )
         await pool.open(wait=True, timeout=30)
         return pool
