@@ -72,6 +72,12 @@ class Metrics:
         self.rollbacks = Counter(
             "canary_rollbacks", "Rollbacks begun, by reason", ["reason"], registry=r
         )
+        self.rollback_failures = Counter(
+            "canary_rollback_failures",
+            "Rollback attempts that left traffic not fully restored (each is retried); alert "
+            "on any increase",
+            registry=r,
+        )
         self.verdicts = Counter(
             "canary_gate_verdicts",
             "Gate results, by gate and verdict",
@@ -142,6 +148,8 @@ class Metrics:
                     self.steps.labels(to="promotion").inc()
                 case EventKind.ROLLBACK_STARTED:
                     self.rollbacks.labels(reason=RollbackCause(event.data["cause"]).value).inc()
+                case EventKind.ROLLBACK_FAILED:
+                    self.rollback_failures.inc()
                 case EventKind.ANALYSIS_EVALUATED:
                     for result in event.data.get("results", []):
                         self.verdicts.labels(gate=result["gate"], verdict=result["verdict"]).inc()

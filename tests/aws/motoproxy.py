@@ -208,6 +208,9 @@ def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, s
 
 _HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 
+# What ``handle`` returns to hang up without answering (a timeout, seen from the client).
+DROP: tuple[int, list[tuple[str, str]], bytes] = (0, [], b"")
+
 
 def _handler(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -224,6 +227,9 @@ def _handler(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
                 status, out_headers, out = _error(502, "BadGateway", str(exc))
             with proxy._lock:
                 proxy.seen.append(Seen(self.command, self.path, status))
+            if (status, out_headers, out) == DROP:
+                self.close_connection = True  # no answer at all: the client sees a timeout
+                return
             try:
                 self.send_response(status)
                 for name, value in out_headers:
