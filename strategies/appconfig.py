@@ -49,7 +49,7 @@ from strategies.base import (
     TemporaryError,
     TrafficSplit,
 )
-from strategies.kind import CanonicalError, TargetKind
+from strategies.kind import TargetKind
 
 FEATURE_FLAGS = "AWS.AppConfig.FeatureFlags"
 OWN_STRATEGY = "canary-all-at-once"
@@ -146,14 +146,7 @@ def canonical(target: AppConfigFlagTarget, aws: AwsClients) -> AppConfigFlagTarg
     """The daemon's region filled in: a flag named with or without it has one key."""
     if target.region is not None:
         return target
-    region = aws.default_region()
-    if region is None:
-        raise CanonicalError(
-            "region",
-            "names no region and the daemon has none; set region here (e.g. us-east-1), "
-            "or CANARY_AWS_REGION (or AWS_REGION) for the daemon",
-        )
-    return target.model_copy(update={"region": region})
+    return target.model_copy(update={"region": aws.region_for_unnamed()})
 
 
 # ---------------------------------------------------------------- the document

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from strategies.base import ConflictError, PermanentError, StrategyError, TemporaryError
 from strategies.errortext import reduce_error
+from strategies.kind import CanonicalError
 from strategies.retry import DEFAULT_POLICY, RetryPolicy, retry_transient
 
 T = TypeVar("T")
@@ -152,6 +153,18 @@ class AwsClients:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._default_region: tuple[str | None] | None = None  # resolved once, when asked
+
+    def region_for_unnamed(self) -> str:
+        """The region a target that names none is keyed by: the daemon's, or a
+        ``CanonicalError`` that says where to set one."""
+        region = self.default_region()
+        if region is None:
+            raise CanonicalError(
+                "region",
+                "names no region and the daemon has none; set region here (e.g. us-east-1), "
+                "or CANARY_AWS_REGION (or AWS_REGION) for the daemon",
+            )
+        return region
 
     def default_region(self) -> str | None:
         """The region of targets that name none: ``region`` (CANARY_AWS_REGION), else boto3's

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 from config.targets import AwsTarget, Target, number_to_text, valid_region
 from strategies.aws import AwsClients, AwsNotFound, from_settings
 from strategies.base import ConflictError, PermanentError, TrafficSplit
-from strategies.kind import CanonicalError, TargetKind
+from strategies.kind import TargetKind
 
 LATEST = "$LATEST"
 
@@ -206,14 +206,7 @@ def canonical(target: LambdaAliasTarget, aws: AwsClients) -> LambdaAliasTarget:
     """The daemon's region filled in: an alias named with or without it has one key."""
     if target.region is not None:
         return target
-    region = aws.default_region()
-    if region is None:
-        raise CanonicalError(
-            "region",
-            "names no region and the daemon has none; set region here (e.g. us-east-1), "
-            "or CANARY_AWS_REGION (or AWS_REGION) for the daemon",
-        )
-    return target.model_copy(update={"region": region})
+    return target.model_copy(update={"region": aws.region_for_unnamed()})
 
 
 def routing(alias: dict[str, Any]) -> dict[str, float]:

@@ -442,9 +442,11 @@ async def test_error_regression_fails_at_the_step_where_it_starts(
 
 
 async def test_latency_regression_fails_against_stable(app: TrafficApp, rollouts: Rollouts) -> None:
-    steps = [{"weight": 25, "bake": "12s"}, {"weight": 100}]
+    # A busy machine delays scrapes: room for inconclusive looks until 5 values of each are in
+    # (the failure ends the bake as soon as the bound is beyond the allowance).
+    steps = [{"weight": 25, "bake": "30s"}, {"weight": 100}]
     r, events = await rollouts.run(
-        app, GATES | {"failure_limit": 0}, steps, latency=lambda share: 0.45
+        app, GATES | {"failure_limit": 0, "inconclusive_limit": 40}, steps, latency=lambda s: 0.45
     )
     assert r.phase == Phase.ROLLED_BACK
     assert "p95" in (r.reason or "")

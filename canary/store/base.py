@@ -401,3 +401,25 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections and locks; later calls raise ``StoreError``. Idempotent."""
+
+
+def stamped(
+    rollout: Rollout | Quarantined, events: Sequence[NewEvent], at: datetime, first: int
+) -> builtins.list[Event]:
+    """``events`` as stored: numbered from ``first``, at ``at``, with the rollout's step (1-based)
+    and weight where an event names none. One rule for every store."""
+    step = rollout.step + 1 if isinstance(rollout, Rollout) else rollout.step
+    return [
+        Event(
+            rollout_id=rollout.id,
+            seq=seq,
+            at=at,
+            kind=e.kind,
+            step=step if e.step is None else e.step,
+            weight=rollout.weight if e.weight is None else e.weight,
+            message=e.message,
+            data=e.data,
+            actor=e.actor,
+        )
+        for seq, e in enumerate(events, start=first)
+    ]

@@ -30,6 +30,7 @@ from canary.store.base import (
     resolved,
     runnable,
     runnable_only,
+    stamped,
 )
 
 
@@ -227,21 +228,7 @@ class MemoryStore:
         self, rollout: Rollout | Quarantined, events: Sequence[NewEvent], at: datetime
     ) -> builtins.list[Event]:
         log = self._events[rollout.id]
-        step = rollout.step + 1 if isinstance(rollout, Rollout) else rollout.step
-        added = [
-            Event(
-                rollout_id=rollout.id,
-                seq=len(log) + n,
-                at=at,
-                kind=e.kind,
-                step=step if e.step is None else e.step,
-                weight=rollout.weight if e.weight is None else e.weight,
-                message=e.message,
-                data=e.data,
-                actor=e.actor,
-            )
-            for n, e in enumerate(events, start=1)
-        ]
+        added = stamped(rollout, events, at, len(log) + 1)
         log.extend(added)
         return added
 

@@ -52,6 +52,7 @@ from canary.store.base import (
     resolved,
     runnable,
     runnable_only,
+    stamped,
 )
 
 _T = TypeVar("_T")
@@ -424,21 +425,7 @@ def _append(
     at: datetime,
     first: int,
 ) -> list[Event]:
-    step = rollout.step + 1 if isinstance(rollout, Rollout) else rollout.step
-    added = [
-        Event(
-            rollout_id=rollout.id,
-            seq=seq,
-            at=at,
-            kind=e.kind,
-            step=step if e.step is None else e.step,
-            weight=rollout.weight if e.weight is None else e.weight,
-            message=e.message,
-            data=e.data,
-            actor=e.actor,
-        )
-        for seq, e in enumerate(events, start=first)
-    ]
+    added = stamped(rollout, events, at, first)
     db.executemany(
         "INSERT INTO events (rollout_id, seq, at, kind, step, weight, actor, message, data)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
