@@ -16,6 +16,7 @@ again up to the hook's ``retries``. An answer that says no is a FAIL, never an e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
@@ -208,8 +209,13 @@ def excerpt(text: str, limit: int = BODY_EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def fail_message(data: Any) -> tuple[bool, str | None]:
-    """Whether a JSON answer says ``{"status": "fail"}``, and its ``message``."""
+def fail_message(text: str) -> tuple[bool, str | None]:
+    """Whether an answer's body is JSON saying ``{"status": "fail"}``, and its ``message``.
+    An empty body, or one that is not JSON, says nothing of the kind."""
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        return False, None
     if not isinstance(data, Mapping):
         return False, None
     status = data.get("status")

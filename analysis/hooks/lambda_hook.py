@@ -72,10 +72,7 @@ class LambdaCaller:
             return HookAnswer(
                 Verdict.FAIL, f"{hook.function} raised ({function_error}){why}", detail
             )
-        try:
-            failed, message = fail_message(json.loads(text)) if text.strip() else (False, None)
-        except ValueError:
-            failed, message = False, None
+        failed, message = fail_message(text)
         if failed:
             said = f": {message}" if message else ""
             return HookAnswer(Verdict.FAIL, f"{hook.function} answered status fail{said}", detail)

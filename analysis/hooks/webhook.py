@@ -115,10 +115,7 @@ class WebhookCaller:
                 retryable=False,
             )
         if 200 <= status < 300:
-            try:
-                failed, message = fail_message(json.loads(text)) if text.strip() else (False, None)
-            except ValueError:
-                failed, message = False, None
+            failed, message = fail_message(text)
             if failed:
                 said = f": {message}" if message else ""
                 return HookAnswer(Verdict.FAIL, f"answered {status} with status fail{said}", detail)
